@@ -1,0 +1,454 @@
+package v1alpha1
+
+import (
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+)
+
+// Deployment reasons, beside the shared ones.
+const (
+	ReasonRollingOut        = "RollingOut"
+	ReasonHealthCheckFailed = "HealthCheckFailed"
+	ReasonRolloutHalted     = "RolloutHalted"
+	ReasonImagePullFailed   = "ImagePullFailed"
+	ReasonWaitingForDeps    = "WaitingForAccessories"
+)
+
+// AnnotationRestartedAt, set to any new value (kubectl rollout restart style), restarts every
+// container of a Deployment with a rolling deploy of the same version.
+const AnnotationRestartedAt = "kamal.operator.dev/restartedAt"
+
+// DeploymentSpec is the app: Kamal's `service`, its `servers` roles and their settings.
+// +kubebuilder:validation:XValidation:rule="self.primaryRole in self.roles",message="primaryRole must name one of the roles"
+// +kubebuilder:validation:XValidation:rule="self.roles.all(r, !(has(self.roles[r].proxy) && has(self.roles[r].proxy.ssl) ? self.roles[r].proxy.ssl : (has(self.proxy) && has(self.proxy.ssl) && self.proxy.ssl)) || (has(self.roles[r].proxy) && has(self.roles[r].proxy.hosts)) || (has(self.proxy) && has(self.proxy.hosts)))",message="proxy.ssl needs proxy.hosts: certificates are issued for host names"
+type DeploymentSpec struct {
+	// Image to run; its tag or digest is the version. Changing it rolls the new version out.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=512
+	// +kubebuilder:validation:Pattern=`^(([a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?)(\.([a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?))*(:[0-9]+)?/)?[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[a-f0-9]{64})?$`
+	// +kubebuilder:validation:XValidation:rule="self.matches(':[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$') || self.contains('@sha256:')",message="image must name a tag or a digest (e.g. app:2f3c9a1): the tag is the version"
+	// +kubebuilder:validation:XValidation:rule="!self.endsWith(':latest')",message="image tag latest names no version; use a tag per build (e.g. the git SHA) or a digest"
+	Image string `json:"image"`
+
+	// ImagePullSecrets are Secrets of type kubernetes.io/dockerconfigjson whose credentials are
+	// sent with each pull and never stored on the host.
+	// +optional
+	// +listType=map
+	// +listMapKey=name
+	// +kubebuilder:validation:MaxItems=8
+	ImagePullSecrets []corev1.LocalObjectReference `json:"imagePullSecrets,omitempty"`
+
+	// Roles of the app, by name (e.g. web, jobs). Each runs the image on the Servers it selects.
+	// +kubebuilder:validation:MinProperties=1
+	// +kubebuilder:validation:MaxProperties=32
+	// +kubebuilder:validation:XValidation:rule="self.all(r, r.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$') && size(r) <= 63)",message="role names must be DNS labels: lowercase letters, digits and '-', at most 63 characters"
+	Roles map[string]Role `json:"roles"`
+
+	// PrimaryRole is the role that gets the proxy by default and boots first.
+	// +optional
+	// +kubebuilder:default=web
+	PrimaryRole string `json:"primaryRole,omitempty"`
+
+	// Env of every role's containers.
+	// +optional
+	// +listType=map
+	// +listMapKey=name
+	// +kubebuilder:validation:MaxItems=256
+	Env []EnvVar `json:"env,omitempty"`
+
+	// EnvFrom imports every key of Secrets or ConfigMaps as env.
+	// +optional
+	// +kubebuilder:validation:MaxItems=32
+	EnvFrom []EnvFromSource `json:"envFrom,omitempty"`
+
+	// Labels added to every container (in addition to the controller's own).
+	// +optional
+	// +kubebuilder:validation:MaxProperties=64
+	// +kubebuilder:validation:XValidation:rule="self.all(k, !k.startsWith('kamal.operator.dev/'))",message="labels under kamal.operator.dev/ are reserved for the controller"
+	Labels map[string]string `json:"labels,omitempty"`
+
+	// Options are Docker settings of every role's containers.
+	// +optional
+	Options *ContainerOptions `json:"options,omitempty"`
+
+	// Logging of every role's containers (default json-file with max-size 10m).
+	// +optional
+	Logging *Logging `json:"logging,omitempty"`
+
+	// Volumes mounted into every role's containers, as Docker's "source:target[:options]":
+	// an absolute host path or a named volume, then an absolute container path.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:Pattern=`^(/[^:]*|[A-Za-z0-9][A-Za-z0-9_.-]*):/[^:]*(:[a-zA-Z,]+)?$`
+	Volumes []string `json:"volumes,omitempty"`
+
+	// Proxy routes HTTP to the role(s) that use the proxy (by default the primary role).
+	// Unset fields take the documented defaults (appPort 80, healthcheck /up every 1s with a
+	// 5s timeout, responseTimeout 30s).
+	// +optional
+	Proxy *Proxy `json:"proxy,omitempty"`
+
+	// Rollout is how a new version replaces the running one.
+	// +optional
+	// +kubebuilder:default={}
+	Rollout Rollout `json:"rollout,omitempty"`
+
+	// RetainContainers is how many stopped versions (and their images) are kept per role and
+	// server for rollback.
+	// +optional
+	// +kubebuilder:default=5
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=100
+	RetainContainers int32 `json:"retainContainers,omitempty"`
+
+	// AssetPath is a folder of the image whose files are kept available across versions, so a
+	// client holding an old page still gets its assets during a deploy.
+	// +optional
+	// +kubebuilder:validation:Pattern=`^/[^:]*$`
+	AssetPath string `json:"assetPath,omitempty"`
+
+	// Suspend stops reconciling: nothing on the hosts is changed while it is true.
+	// +optional
+	Suspend bool `json:"suspend,omitempty"`
+
+	// DependsOn are Accessories that must be Ready before any role boots.
+	// +optional
+	// +listType=map
+	// +listMapKey=name
+	// +kubebuilder:validation:MaxItems=32
+	DependsOn []corev1.LocalObjectReference `json:"dependsOn,omitempty"`
+}
+
+// Role is one kind of container of the app (Kamal's `servers.<role>`).
+// Its env is added to the Deployment's (a role entry wins on the same name); its options,
+// logging and proxy fields override the Deployment's field by field.
+type Role struct {
+	// Servers this role runs on.
+	Servers ServerSelector `json:"servers"`
+
+	// Cmd replaces the image's command.
+	// +optional
+	// +kubebuilder:validation:MaxItems=256
+	Cmd []string `json:"cmd,omitempty"`
+
+	// Env of this role, added to the Deployment's.
+	// +optional
+	// +listType=map
+	// +listMapKey=name
+	// +kubebuilder:validation:MaxItems=256
+	Env []EnvVar `json:"env,omitempty"`
+
+	// EnvFrom of this role, added to the Deployment's.
+	// +optional
+	// +kubebuilder:validation:MaxItems=32
+	EnvFrom []EnvFromSource `json:"envFrom,omitempty"`
+
+	// Labels of this role's containers.
+	// +optional
+	// +kubebuilder:validation:MaxProperties=64
+	// +kubebuilder:validation:XValidation:rule="self.all(k, !k.startsWith('kamal.operator.dev/'))",message="labels under kamal.operator.dev/ are reserved for the controller"
+	Labels map[string]string `json:"labels,omitempty"`
+
+	// Options override the Deployment's Docker settings for this role.
+	// +optional
+	Options *ContainerOptions `json:"options,omitempty"`
+
+	// Logging overrides the Deployment's logging for this role.
+	// +optional
+	Logging *Logging `json:"logging,omitempty"`
+
+	// Proxy overrides the Deployment's proxy for this role; proxy.enabled turns it on or off
+	// (on by default for the primary role only).
+	// +optional
+	Proxy *Proxy `json:"proxy,omitempty"`
+
+	// AssetPath overrides the Deployment's assetPath.
+	// +optional
+	// +kubebuilder:validation:Pattern=`^/[^:]*$`
+	AssetPath string `json:"assetPath,omitempty"`
+}
+
+// Proxy is the routing of a role through kamal-proxy on each of its servers.
+// +kubebuilder:validation:XValidation:rule="!has(self.sslCertificateSecretRef) || (has(self.ssl) && self.ssl)",message="sslCertificateSecretRef needs ssl: true"
+// +kubebuilder:validation:XValidation:rule="!has(self.stripPathPrefix) || has(self.pathPrefixes)",message="stripPathPrefix needs pathPrefixes"
+type Proxy struct {
+	// Enabled routes this role through the proxy.
+	// +optional
+	Enabled *bool `json:"enabled,omitempty"`
+
+	// Hosts are the host names routed to the role; none means every request the proxy gets
+	// that no other route claims. A leading "*." matches one subdomain level.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MaxLength=253
+	// +kubebuilder:validation:items:Pattern=`^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
+	Hosts []string `json:"hosts,omitempty"`
+
+	// PathPrefixes limit the route to these URL paths.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=32
+	// +kubebuilder:validation:items:Pattern=`^/[^\s*?#]*$`
+	PathPrefixes []string `json:"pathPrefixes,omitempty"`
+
+	// StripPathPrefix removes the matched prefix before the request reaches the app
+	// (default true).
+	// +optional
+	StripPathPrefix *bool `json:"stripPathPrefix,omitempty"`
+
+	// AppPort is the port the app listens on in its container (default 80).
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=65535
+	AppPort *int32 `json:"appPort,omitempty"`
+
+	// SSL serves the hosts over HTTPS with certificates the proxy obtains automatically (or
+	// sslCertificateSecretRef's).
+	// +optional
+	SSL *bool `json:"ssl,omitempty"`
+
+	// SSLCertificateSecretRef names a Secret of type kubernetes.io/tls to serve instead of an
+	// automatic certificate.
+	// +optional
+	SSLCertificateSecretRef *corev1.LocalObjectReference `json:"sslCertificateSecretRef,omitempty"`
+
+	// SSLRedirect sends HTTP requests to HTTPS when ssl is on (default true).
+	// +optional
+	SSLRedirect *bool `json:"sslRedirect,omitempty"`
+
+	// ForwardHeaders passes the client's X-Forwarded-* headers on instead of replacing them
+	// (default: true without ssl, false with it).
+	// +optional
+	ForwardHeaders *bool `json:"forwardHeaders,omitempty"`
+
+	// ResponseTimeout is how long the app may take to answer (default 30s).
+	// +optional
+	// +kubebuilder:validation:XValidation:rule="duration(self) > duration('0s')",message="responseTimeout must be positive"
+	ResponseTimeout *metav1.Duration `json:"responseTimeout,omitempty"`
+
+	// Buffering of requests and responses in the proxy.
+	// +optional
+	Buffering *ProxyBuffering `json:"buffering,omitempty"`
+
+	// Healthcheck the proxy and the rollout use to decide that a new container is ready.
+	// +optional
+	Healthcheck *ProxyHealthcheck `json:"healthcheck,omitempty"`
+
+	// Logging of request and response headers in the proxy's access log.
+	// +optional
+	Logging *ProxyLogging `json:"logging,omitempty"`
+}
+
+// ProxyBuffering bounds request and response buffering.
+type ProxyBuffering struct {
+	// Requests are buffered before they reach the app.
+	// +optional
+	Requests *bool `json:"requests,omitempty"`
+	// Responses are buffered before they reach the client.
+	// +optional
+	Responses *bool `json:"responses,omitempty"`
+	// MaxRequestBody refuses larger requests (0: no limit).
+	// +optional
+	MaxRequestBody *resource.Quantity `json:"maxRequestBody,omitempty"`
+	// MaxResponseBody bounds buffered responses (0: no limit).
+	// +optional
+	MaxResponseBody *resource.Quantity `json:"maxResponseBody,omitempty"`
+	// Memory a buffer may use before it spills to disk (default 1Mi).
+	// +optional
+	Memory *resource.Quantity `json:"memory,omitempty"`
+}
+
+// ProxyHealthcheck is an HTTP check of a container through the kamal network.
+type ProxyHealthcheck struct {
+	// Path requested; any 2xx answer is healthy (default /up).
+	// +optional
+	// +kubebuilder:validation:Pattern=`^/[^\s]*$`
+	Path string `json:"path,omitempty"`
+	// Interval between checks (default 1s).
+	// +optional
+	// +kubebuilder:validation:XValidation:rule="duration(self) > duration('0s')",message="healthcheck interval must be positive"
+	Interval *metav1.Duration `json:"interval,omitempty"`
+	// Timeout of one check (default 5s).
+	// +optional
+	// +kubebuilder:validation:XValidation:rule="duration(self) > duration('0s')",message="healthcheck timeout must be positive"
+	Timeout *metav1.Duration `json:"timeout,omitempty"`
+}
+
+// ProxyLogging names headers to record in the proxy's access log.
+type ProxyLogging struct {
+	// RequestHeaders to log.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:items:Pattern=`^[A-Za-z0-9-]+$`
+	RequestHeaders []string `json:"requestHeaders,omitempty"`
+	// ResponseHeaders to log.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:items:Pattern=`^[A-Za-z0-9-]+$`
+	ResponseHeaders []string `json:"responseHeaders,omitempty"`
+}
+
+// Rollout is how a new version replaces the old one (Kamal's `boot` and timeouts).
+type Rollout struct {
+	// MaxParallel is how many servers deploy at once: a number or a percentage of the role's
+	// servers (Kamal's boot.limit).
+	// +optional
+	// +kubebuilder:default=1
+	// +kubebuilder:validation:XIntOrString
+	// +kubebuilder:validation:XValidation:rule="type(self) == int ? self >= 1 : self.matches('^([1-9][0-9]?|100)%$')",message="maxParallel must be a positive number or a percentage from 1% to 100%"
+	MaxParallel *intstr.IntOrString `json:"maxParallel,omitempty"`
+
+	// Wait between batches (Kamal's boot.wait).
+	// +optional
+	// +kubebuilder:default="0s"
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('0s')",message="wait must not be negative"
+	Wait *metav1.Duration `json:"wait,omitempty"`
+
+	// DeployTimeout bounds how long a new container may take to become healthy.
+	// +optional
+	// +kubebuilder:default="30s"
+	// +kubebuilder:validation:XValidation:rule="duration(self) > duration('0s')",message="deployTimeout must be positive"
+	DeployTimeout *metav1.Duration `json:"deployTimeout,omitempty"`
+
+	// DrainTimeout is how long in-flight requests to the old container may finish after the
+	// switch.
+	// +optional
+	// +kubebuilder:default="30s"
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('0s')",message="drainTimeout must not be negative"
+	DrainTimeout *metav1.Duration `json:"drainTimeout,omitempty"`
+
+	// ReadinessDelay is how long a role without the proxy and without a container health check
+	// must keep running before it counts as ready.
+	// +optional
+	// +kubebuilder:default="7s"
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('0s')",message="readinessDelay must not be negative"
+	ReadinessDelay *metav1.Duration `json:"readinessDelay,omitempty"`
+
+	// StopTimeout is how long a container may take to stop before it is killed.
+	// +optional
+	// +kubebuilder:default="30s"
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('0s')",message="stopTimeout must not be negative"
+	StopTimeout *metav1.Duration `json:"stopTimeout,omitempty"`
+
+	// ParallelRoles boots the other roles together with the primary role instead of after it.
+	// +optional
+	ParallelRoles bool `json:"parallelRoles,omitempty"`
+}
+
+// TargetState is the state of one role on one server.
+// +kubebuilder:validation:Enum=Pending;Pulling;Starting;HealthChecking;Running;Failed;Unreachable
+type TargetState string
+
+// Target states.
+const (
+	TargetPending        TargetState = "Pending"
+	TargetPulling        TargetState = "Pulling"
+	TargetStarting       TargetState = "Starting"
+	TargetHealthChecking TargetState = "HealthChecking"
+	TargetRunning        TargetState = "Running"
+	TargetFailed         TargetState = "Failed"
+	TargetUnreachable    TargetState = "Unreachable"
+)
+
+// TargetStatus is one role on one server.
+type TargetStatus struct {
+	// Server name.
+	Server string `json:"server"`
+	// Role name.
+	Role string `json:"role"`
+	// Version serving on this server.
+	// +optional
+	Version string `json:"version,omitempty"`
+	// Container name of that version.
+	// +optional
+	Container string `json:"container,omitempty"`
+	// State of the role on this server.
+	State TargetState `json:"state"`
+	// Message says what is wrong or under way.
+	// +optional
+	Message string `json:"message,omitempty"`
+}
+
+// DeployedImage is one entry of the deploy history.
+type DeployedImage struct {
+	// Image that was rolled out everywhere.
+	Image string `json:"image"`
+	// Version of that image.
+	Version string `json:"version"`
+	// DeployedAt is when the rollout completed.
+	DeployedAt metav1.Time `json:"deployedAt"`
+}
+
+// DeploymentStatus is what runs on the hosts.
+type DeploymentStatus struct {
+	CommonStatus `json:",inline"`
+
+	// Image serving on every target, once a rollout has completed.
+	// +optional
+	Image string `json:"image,omitempty"`
+
+	// Version serving on every target.
+	// +optional
+	Version string `json:"version,omitempty"`
+
+	// ServersReady is "ready/total" over role targets, for the printer column.
+	// +optional
+	ServersReady string `json:"serversReady,omitempty"`
+
+	// ReadyTargets counts role targets serving spec.image.
+	// +optional
+	ReadyTargets int32 `json:"readyTargets,omitempty"`
+
+	// TotalTargets counts role targets (a role on a server).
+	// +optional
+	TotalTargets int32 `json:"totalTargets,omitempty"`
+
+	// Targets is each role on each server.
+	// +optional
+	// +listType=map
+	// +listMapKey=server
+	// +listMapKey=role
+	Targets []TargetStatus `json:"targets,omitempty"`
+
+	// History of images rolled out, newest first; retained ones can be rolled back to by
+	// setting spec.image.
+	// +optional
+	// +kubebuilder:validation:MaxItems=50
+	History []DeployedImage `json:"history,omitempty"`
+}
+
+// Deployment is an app deployed to Servers with zero downtime: Kamal's `service`.
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=kdeploy,categories=kamal
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`
+// +kubebuilder:printcolumn:name="Image",type=string,JSONPath=`.spec.image`
+// +kubebuilder:printcolumn:name="Servers",type=string,JSONPath=`.status.serversReady`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+// +kubebuilder:printcolumn:name="Message",type=string,priority=1,JSONPath=`.status.conditions[?(@.type=="Ready")].message`
+// +kubebuilder:validation:XValidation:rule="self.metadata.name.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$') && size(self.metadata.name) <= 53",message="Deployment names must be DNS labels of at most 53 characters: they name containers and proxy routes"
+type Deployment struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec DeploymentSpec `json:"spec"`
+	// +kubebuilder:default={observedGeneration:-1}
+	Status DeploymentStatus `json:"status,omitempty"`
+}
+
+// DeploymentList is a list of Deployments.
+// +kubebuilder:object:root=true
+type DeploymentList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []Deployment `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&Deployment{}, &DeploymentList{})
+}

@@ -1,0 +1,41 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"sort"
+
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	kamalv1 "github.com/kamal-operator/kamal-operator/api/v1alpha1"
+	"github.com/kamal-operator/kamal-operator/internal/placement"
+)
+
+// placeAll resolves each named selector against the Servers of the namespace. A selector that
+// picks nothing is a problem that only a new or relabelled Server fixes, so it stalls.
+func placeAll(ctx context.Context, c client.Reader, namespace string, selectors map[string]kamalv1.ServerSelector) (map[string][]string, *refProblem, error) {
+	var servers kamalv1.ServerList
+	if err := c.List(ctx, &servers, client.InNamespace(namespace)); err != nil {
+		return nil, nil, err
+	}
+	names := make([]string, 0, len(selectors))
+	for n := range selectors {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	out := make(map[string][]string, len(selectors))
+	for _, n := range names {
+		picked, missing, err := placement.Select(selectors[n], servers.Items)
+		if err != nil {
+			return nil, &refProblem{Reason: kamalv1.ReasonInvalidSpec, Message: fmt.Sprintf("%s: %v", n, err)}, nil
+		}
+		if len(missing) > 0 {
+			return nil, &refProblem{Reason: kamalv1.ReasonServerNotFound, Message: fmt.Sprintf("%s: Server %q not found", n, missing[0])}, nil
+		}
+		if len(picked) == 0 {
+			return nil, &refProblem{Reason: kamalv1.ReasonNoServers, Message: fmt.Sprintf("%s: no Server matches", n)}, nil
+		}
+		out[n] = picked
+	}
+	return out, nil, nil
+}

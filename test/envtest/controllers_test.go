@@ -1,0 +1,219 @@
+package envtest
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/pem"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	kamalv1 "github.com/kamal-operator/kamal-operator/api/v1alpha1"
+)
+
+const waitFor = 20 * time.Second
+
+func sshKeySecret(t *testing.T, ns, name string) *corev1.Secret {
+	t.Helper()
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, err := ssh.MarshalPrivateKey(priv, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Type:       corev1.SecretTypeSSHAuth,
+		Data:       map[string][]byte{corev1.SSHAuthPrivateKey: pem.EncodeToMemory(block)},
+	}
+}
+
+// readyCondition waits until obj's Ready condition, for its current generation, has the reason.
+func waitReady(t *testing.T, obj client.Object, conds func() []metav1.Condition, reason string) *metav1.Condition {
+	t.Helper()
+	var got *metav1.Condition
+	eventually(t, waitFor, func() error {
+		if err := k8s.Get(context.Background(), client.ObjectKeyFromObject(obj), obj); err != nil {
+			return err
+		}
+		got = meta.FindStatusCondition(conds(), kamalv1.ConditionReady)
+		if got == nil || got.Reason != reason || got.ObservedGeneration != obj.GetGeneration() {
+			return fmt.Errorf("Ready = %+v, want reason %s", got, reason)
+		}
+		return nil
+	})
+	return got
+}
+
+func kstatusOf(t *testing.T, obj client.Object) status.Status {
+	t.Helper()
+	m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(obj)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := status.Compute(&unstructured.Unstructured{Object: m})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res.Status
+}
+
+func TestServerStallsOnMissingOrInvalidKeySecret(t *testing.T) {
+	ns := newNamespace(t)
+	ctx := context.Background()
+	srv := validServer(ns)
+	if err := k8s.Create(ctx, srv); err != nil {
+		t.Fatal(err)
+	}
+	conds := func() []metav1.Condition { return srv.Status.Conditions }
+
+	c := waitReady(t, srv, conds, kamalv1.ReasonSecretNotFound)
+	if !strings.Contains(c.Message, `Secret "deploy-key"`) || !strings.Contains(c.Message, "spec.sshKeySecretRef") {
+		t.Errorf("message %q does not name the Secret and field", c.Message)
+	}
+	if s := kstatusOf(t, srv); s != status.FailedStatus {
+		t.Errorf("kstatus = %s, want Failed while stalled", s)
+	}
+	eventually(t, waitFor, func() error { return findEvent(ns, srv.Name, kamalv1.ReasonSecretNotFound) })
+
+	// The wrong type is named; the key content never is.
+	wrong := sshKeySecret(t, ns, "deploy-key")
+	wrong.Type = corev1.SecretTypeOpaque
+	if err := k8s.Create(ctx, wrong); err != nil {
+		t.Fatal(err)
+	}
+	c = waitReady(t, srv, conds, kamalv1.ReasonInvalidSecret)
+	if !strings.Contains(c.Message, `want "kubernetes.io/ssh-auth"`) {
+		t.Errorf("message %q does not say which type is needed", c.Message)
+	}
+
+	// A Secret's type is immutable: replace it with a right one, holding garbage.
+	if err := k8s.Delete(ctx, wrong); err != nil {
+		t.Fatal(err)
+	}
+	bad := sshKeySecret(t, ns, "deploy-key")
+	bad.Data[corev1.SSHAuthPrivateKey] = []byte("-----BEGIN OPENSSH PRIVATE KEY-----\nc2VjcmV0\n-----END OPENSSH PRIVATE KEY-----\n")
+	if err := k8s.Create(ctx, bad); err != nil {
+		t.Fatal(err)
+	}
+	c = waitReady(t, srv, conds, kamalv1.ReasonInvalidSecret)
+	if strings.Contains(c.Message, "c2VjcmV0") {
+		t.Errorf("message leaks key material: %q", c.Message)
+	}
+
+	// A usable key clears the stall.
+	good := sshKeySecret(t, ns, "deploy-key")
+	bad.Data = good.Data
+	if err := k8s.Update(ctx, bad); err != nil {
+		t.Fatal(err)
+	}
+	waitReady(t, srv, conds, kamalv1.ReasonPending)
+	if meta.FindStatusCondition(srv.Status.Conditions, kamalv1.ConditionStalled) != nil {
+		t.Errorf("Stalled still present: %+v", srv.Status.Conditions)
+	}
+}
+
+func TestDeploymentStallsOnMissingReferencesAndPlacement(t *testing.T) {
+	ns := newNamespace(t)
+	ctx := context.Background()
+	d := validDeployment(ns)
+	d.Spec.Env = []kamalv1.EnvVar{{Name: "DATABASE_URL", ValueFrom: &kamalv1.EnvVarSource{
+		SecretKeyRef: &corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: "app-secrets"}, Key: "DATABASE_URL"}}}}
+	d.Spec.Roles["jobs"] = kamalv1.Role{Servers: kamalv1.ServerSelector{Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"tier": "jobs"}}}}
+	if err := k8s.Create(ctx, d); err != nil {
+		t.Fatal(err)
+	}
+	conds := func() []metav1.Condition { return d.Status.Conditions }
+
+	c := waitReady(t, d, conds, kamalv1.ReasonSecretNotFound)
+	if !strings.Contains(c.Message, `"app-secrets"`) || !strings.Contains(c.Message, "spec.env[DATABASE_URL]") {
+		t.Errorf("message %q does not name the Secret and the variable", c.Message)
+	}
+
+	sec := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "app-secrets"}, StringData: map[string]string{"OTHER": "x"}}
+	if err := k8s.Create(ctx, sec); err != nil {
+		t.Fatal(err)
+	}
+	c = waitReady(t, d, conds, kamalv1.ReasonInvalidSecret)
+	if !strings.Contains(c.Message, `has no key "DATABASE_URL"`) {
+		t.Errorf("message %q", c.Message)
+	}
+	sec.StringData = map[string]string{"DATABASE_URL": "postgres://u:p@db/app"}
+	if err := k8s.Update(ctx, sec); err != nil {
+		t.Fatal(err)
+	}
+	waitReady(t, d, conds, kamalv1.ReasonServerNotFound)
+
+	// The named Server appears; the jobs role's selector still matches nothing.
+	if err := k8s.Create(ctx, validServer(ns)); err != nil {
+		t.Fatal(err)
+	}
+	c = waitReady(t, d, conds, kamalv1.ReasonNoServers)
+	if !strings.Contains(c.Message, "role jobs") {
+		t.Errorf("message %q does not name the role", c.Message)
+	}
+
+	// A matching Server clears it.
+	jobs := validServer(ns)
+	jobs.Name, jobs.Labels = "jobs-1", map[string]string{"tier": "jobs"}
+	if err := k8s.Create(ctx, jobs); err != nil {
+		t.Fatal(err)
+	}
+	waitReady(t, d, conds, kamalv1.ReasonPending)
+	for _, c := range d.Status.Conditions {
+		if strings.Contains(c.Message, "postgres://") {
+			t.Errorf("condition leaks a secret value: %+v", c)
+		}
+	}
+}
+
+func TestAccessoryStallsOnMissingConfigMapKey(t *testing.T) {
+	ns := newNamespace(t)
+	ctx := context.Background()
+	if err := k8s.Create(ctx, validServer(ns)); err != nil {
+		t.Fatal(err)
+	}
+	a := validAccessory(ns)
+	a.Spec.Files = []kamalv1.AccessoryFile{{Target: "/etc/postgresql/extra.conf",
+		ConfigMapKeyRef: &corev1.ConfigMapKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: "pg-conf"}, Key: "extra.conf"}}}
+	if err := k8s.Create(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	conds := func() []metav1.Condition { return a.Status.Conditions }
+	c := waitReady(t, a, conds, kamalv1.ReasonConfigMapNotFound)
+	if !strings.Contains(c.Message, `"pg-conf"`) || !strings.Contains(c.Message, "spec.files[/etc/postgresql/extra.conf]") {
+		t.Errorf("message %q", c.Message)
+	}
+	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "pg-conf"}, Data: map[string]string{"extra.conf": "max_connections = 50"}}
+	if err := k8s.Create(ctx, cm); err != nil {
+		t.Fatal(err)
+	}
+	waitReady(t, a, conds, kamalv1.ReasonPending)
+}
+
+func findEvent(ns, name, reason string) error {
+	var list eventsv1.EventList
+	if err := k8s.List(context.Background(), &list, client.InNamespace(ns)); err != nil {
+		return err
+	}
+	for _, e := range list.Items {
+		if e.Regarding.Name == name && e.Reason == reason {
+			return nil
+		}
+	}
+	return fmt.Errorf("no event %s for %s among %d", reason, name, len(list.Items))
+}
