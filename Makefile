@@ -49,15 +49,19 @@ verify: manifests generate ## Fail when generated files are stale or code is not
 	@test -z "$$(git status --porcelain -- config api)" || { echo "untracked generated files:"; git status --porcelain -- config api; exit 1; }
 
 .PHONY: test
-test: verify vet unit envtest ## Everything CI runs: generated-file check, vet, unit and envtest suites.
+test: verify vet unit envtest e2e ## Everything CI runs: generated-file check, vet, unit, envtest and end-to-end suites.
 
 .PHONY: unit
 unit: ## Unit tests of pure functions (no servers).
-	go test ./api/... ./internal/... ./controllers/...
+	go test ./api/... ./internal/... ./controllers/... ./test/apps/... ./test/images/...
 
 .PHONY: envtest
 envtest: kube-binaries ## Tests against a real kube-apiserver, etcd and kubectl.
 	go test -count=1 ./test/envtest/... -v -timeout 20m
+
+.PHONY: e2e
+e2e: kube-binaries ## End-to-end: real hosts (netns + sshd + dockerd), registry, Caddy, control plane. Needs root.
+	KAMAL_E2E=1 go test -count=1 -p 1 ./test/hosts/... ./test/e2e/... -v -timeout 45m
 
 .PHONY: kube-binaries
 kube-binaries: ## Build kube-apiserver, kubectl and etcd from their Go modules (cached in bin/k8s).

@@ -31,12 +31,14 @@ func main() {
 		metricsAddr, probeAddr string
 		leaderElect, secure    bool
 		enableHTTP2            bool
+		proxyImage             string
 	)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", "0", "Address of the metrics endpoint (e.g. :8443 for HTTPS, :8080 for HTTP); 0 turns it off.")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address of the health and readiness probes.")
 	flag.BoolVar(&leaderElect, "leader-elect", false, "Elect a leader so that only one of several replicas reconciles.")
 	flag.BoolVar(&secure, "metrics-secure", true, "Serve metrics over HTTPS with authentication and authorization.")
 	flag.BoolVar(&enableHTTP2, "enable-http2", false, "Allow HTTP/2 on the metrics server (off by default against HTTP/2 stream attacks).")
+	flag.StringVar(&proxyImage, "proxy-image", controllers.DefaultProxyImage, "Proxy (Caddy) image for Servers whose spec names none.")
 	opts := zap.Options{Development: false}
 	opts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -64,7 +66,7 @@ func main() {
 		os.Exit(1)
 	}
 	ctx := ctrl.SetupSignalHandler()
-	if err := controllers.Setup(ctx, mgr); err != nil {
+	if _, err := controllers.Setup(ctx, mgr, controllers.Options{DefaultProxyImage: proxyImage}); err != nil {
 		log.Error(err, "unable to set up controllers")
 		os.Exit(1)
 	}

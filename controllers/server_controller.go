@@ -2,20 +2,53 @@ package controllers
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
 
+	"golang.org/x/crypto/ssh"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/source"
+
+	dockerclient "github.com/moby/moby/client"
 
 	kamalv1 "github.com/kamal-operator/kamal-operator/api/v1alpha1"
 	"github.com/kamal-operator/kamal-operator/internal/conditions"
+	"github.com/kamal-operator/kamal-operator/internal/docker"
+	"github.com/kamal-operator/kamal-operator/internal/fleet"
+	"github.com/kamal-operator/kamal-operator/internal/proxy"
+	"github.com/kamal-operator/kamal-operator/internal/remote"
 )
 
-// ServerReconciler reconciles Servers.
+// ServerFinalizer lets the controller remove the proxy from a host before its Server goes.
+const ServerFinalizer = "kamal.operator.dev/server"
+
+// DefaultProxyImage is the official Caddy image; any image with Caddy at /usr/bin/caddy works.
+const DefaultProxyImage = "caddy:2.11"
+
+// Timings of the Server controller.
+const (
+	serverResync     = 5 * time.Minute
+	hostOpTimeout    = 60 * time.Second
+	proxyReadyWithin = 15 * time.Second
+)
+
+// ServerReconciler keeps each Server connected, with Docker's kamal network and the proxy.
 type ServerReconciler struct {
 	client.Client
-	Recorder events.EventRecorder
+	Recorder          events.EventRecorder
+	Fleet             *fleet.Fleet
+	DefaultProxyImage string
+
+	wake chan event.GenericEvent
 }
 
 // +kubebuilder:rbac:groups=kamal.operator.dev,resources=servers,verbs=get;list;watch;update;patch
@@ -24,12 +57,22 @@ type ServerReconciler struct {
 // +kubebuilder:rbac:groups="",resources=secrets;configmaps,verbs=get;list;watch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
-// Reconcile checks a Server's references and reports them in status.
+// Reconcile connects to a Server's host and converges its network and proxy.
 func (r *ServerReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.Result, retErr error) {
 	srv := &kamalv1.Server{}
 	if err := r.Get(ctx, req.NamespacedName, srv); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
+	if !srv.DeletionTimestamp.IsZero() {
+		return ctrl.Result{}, r.finalize(ctx, srv)
+	}
+	if !controllerutil.ContainsFinalizer(srv, ServerFinalizer) {
+		controllerutil.AddFinalizer(srv, ServerFinalizer)
+		if err := r.Update(ctx, srv); err != nil {
+			return ctrl.Result{}, err
+		}
+	}
+
 	patcher := newStatusPatcher(r.Client, srv)
 	before := readyReason(srv.Status.Conditions)
 	defer func() {
@@ -38,26 +81,254 @@ func (r *ServerReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res
 			retErr = err
 		}
 	}()
+	srv.Status.ObservedGeneration = srv.Generation
 
-	gen := srv.Generation
-	srv.Status.ObservedGeneration = gen
-	problem, err := checkRefs(ctx, r.Client, srv.Namespace, refsOf(srv))
-	if err != nil {
-		return ctrl.Result{}, err
+	host, res, err := r.connect(ctx, srv)
+	if host == nil {
+		return res, err
 	}
-	if problem != nil {
-		conditions.MarkStalled(&srv.Status.Conditions, gen, problem.Reason, problem.Message)
-		return ctrl.Result{}, nil
+	if res, err := r.reconcileDocker(ctx, srv, host); res != nil {
+		return *res, err
 	}
-	conditions.MarkUnknown(&srv.Status.Conditions, gen, kamalv1.ReasonPending, "references are valid; this build does not connect to hosts")
-	return ctrl.Result{}, nil
+	if res, err := r.reconcileProxy(ctx, srv, host); res != nil {
+		return *res, err
+	}
+	conditions.MarkReady(&srv.Status.Conditions, srv.Generation, kamalv1.ReasonReconciled, "connected, Docker and proxy ready")
+	return ctrl.Result{RequeueAfter: serverResync}, nil
 }
 
-// SetupWithManager registers the controller and its watches.
+// connect opens (or reuses) the SSH connection and records the host key.
+func (r *ServerReconciler) connect(ctx context.Context, srv *kamalv1.Server) (*fleet.Host, ctrl.Result, error) {
+	gen := srv.Generation
+	if problem, err := checkRefs(ctx, r.Client, srv.Namespace, refsOf(srv)); err != nil || problem != nil {
+		if problem != nil {
+			r.markUnreachable(srv, problem.Reason, problem.Message)
+			conditions.MarkStalled(&srv.Status.Conditions, gen, problem.Reason, problem.Message)
+		}
+		return nil, ctrl.Result{}, err
+	}
+	target, problem, err := targetFor(ctx, r.Client, srv, 0)
+	if err != nil || problem != nil {
+		if problem != nil {
+			r.markUnreachable(srv, problem.Reason, problem.Message)
+			conditions.MarkStalled(&srv.Status.Conditions, gen, problem.Reason, problem.Message)
+		}
+		return nil, ctrl.Result{}, err
+	}
+	key := serverKey(srv)
+	opCtx, cancel := context.WithTimeout(ctx, hostOpTimeout)
+	defer cancel()
+	host, err := r.Fleet.Connect(opCtx, key, target, srv.Spec.Docker.SocketPath)
+	if err != nil {
+		var mismatch *remote.HostKeyMismatchError
+		switch {
+		case errors.As(err, &mismatch):
+			msg := fmt.Sprintf("host key %s is not accepted: refusing to connect (check spec.knownHosts, or clear status.trustedHostKey to trust a new key)", mismatch.Fingerprint)
+			r.markUnreachable(srv, kamalv1.ReasonHostKeyMismatch, msg)
+			conditions.MarkStalled(&srv.Status.Conditions, gen, kamalv1.ReasonHostKeyMismatch, msg)
+			return nil, ctrl.Result{}, nil
+		case remote.IsAuthFailure(err):
+			msg := fmt.Sprintf("the host refused the key of Secret %q for user %q: %v", srv.Spec.SSHKeySecretRef.Name, target.User, err)
+			r.markUnreachable(srv, kamalv1.ReasonAuthFailed, msg)
+			conditions.MarkStalled(&srv.Status.Conditions, gen, kamalv1.ReasonAuthFailed, msg)
+			return nil, ctrl.Result{}, nil
+		}
+		msg := err.Error()
+		r.markUnreachable(srv, kamalv1.ReasonUnreachable, msg)
+		conditions.MarkNotReady(&srv.Status.Conditions, gen, kamalv1.ReasonUnreachable, msg)
+		return nil, ctrl.Result{RequeueAfter: max(r.Fleet.Pool.RetryIn(key), time.Second)}, nil
+	}
+
+	hk := host.Conn.HostKey()
+	srv.Status.HostKeyFingerprint = ssh.FingerprintSHA256(hk)
+	if srv.Spec.HostKeyPolicy == kamalv1.HostKeyTrustOnFirstUse && srv.Status.TrustedHostKey == "" && len(srv.Spec.KnownHosts) == 0 {
+		srv.Status.TrustedHostKey = remote.FormatKey(hk)
+		r.Recorder.Eventf(srv, nil, corev1.EventTypeNormal, "HostKeyTrusted", "Connect", "trusted host key %s on first use; only it is accepted from now on", srv.Status.HostKeyFingerprint)
+	}
+	if !isTrue(srv.Status.Conditions, kamalv1.ConditionReachable) {
+		r.Recorder.Eventf(srv, nil, corev1.EventTypeNormal, kamalv1.ReasonConnected, "Connect", "connected to %s@%s (host key %s)", target.User, srv.Spec.Address, srv.Status.HostKeyFingerprint)
+	}
+	conditions.Set(&srv.Status.Conditions, gen, kamalv1.ConditionReachable, metav1.ConditionTrue, kamalv1.ReasonConnected, "SSH session open, host key verified")
+	return host, ctrl.Result{}, nil
+}
+
+// markUnreachable sets Reachable and the conditions that depend on it to False.
+func (r *ServerReconciler) markUnreachable(srv *kamalv1.Server, reason, msg string) {
+	gen := srv.Generation
+	conditions.Set(&srv.Status.Conditions, gen, kamalv1.ConditionReachable, metav1.ConditionFalse, reason, msg)
+	conditions.Set(&srv.Status.Conditions, gen, kamalv1.ConditionDockerReady, metav1.ConditionUnknown, reason, "host not reachable")
+	conditions.Set(&srv.Status.Conditions, gen, kamalv1.ConditionProxyReady, metav1.ConditionUnknown, reason, "host not reachable")
+}
+
+// reconcileDocker reads the engine's facts; nil result means continue.
+func (r *ServerReconciler) reconcileDocker(ctx context.Context, srv *kamalv1.Server, host *fleet.Host) (*ctrl.Result, error) {
+	gen := srv.Generation
+	opCtx, cancel := context.WithTimeout(ctx, hostOpTimeout)
+	defer cancel()
+	facts, err := docker.Facts(opCtx, host.Docker)
+	if err != nil {
+		msg := "Docker engine does not answer: " + err.Error()
+		conditions.Set(&srv.Status.Conditions, gen, kamalv1.ConditionDockerReady, metav1.ConditionFalse, kamalv1.ReasonDockerUnavailable, msg)
+		conditions.Set(&srv.Status.Conditions, gen, kamalv1.ConditionProxyReady, metav1.ConditionUnknown, kamalv1.ReasonDockerUnavailable, "Docker not available")
+		conditions.MarkNotReady(&srv.Status.Conditions, gen, kamalv1.ReasonDockerUnavailable, msg)
+		return &ctrl.Result{RequeueAfter: 5 * time.Second}, nil
+	}
+	srv.Status.Facts = &facts
+	how := "through the socket"
+	if host.Dialer.ViaStdio() {
+		how = "through docker system dial-stdio"
+	}
+	conditions.Set(&srv.Status.Conditions, gen, kamalv1.ConditionDockerReady, metav1.ConditionTrue, kamalv1.ReasonDockerAvailable,
+		fmt.Sprintf("Docker %s (API %s) %s", facts.DockerVersion, facts.APIVersion, how))
+	return nil, nil
+}
+
+// reconcileProxy runs the proxy and checks its admin API; nil result means continue.
+func (r *ServerReconciler) reconcileProxy(ctx context.Context, srv *kamalv1.Server, host *fleet.Host) (*ctrl.Result, error) {
+	gen := srv.Generation
+	if srv.Spec.Proxy.Enabled != nil && !*srv.Spec.Proxy.Enabled {
+		opCtx, cancel := context.WithTimeout(ctx, hostOpTimeout)
+		defer cancel()
+		if err := proxy.Remove(opCtx, host.Docker); err != nil {
+			return r.proxyFailed(srv, "removing the disabled proxy: "+err.Error())
+		}
+		srv.Status.ProxyImage = ""
+		conditions.Set(&srv.Status.Conditions, gen, kamalv1.ConditionProxyReady, metav1.ConditionTrue, kamalv1.ReasonProxyDisabled, "proxy disabled on this host")
+		return nil, nil
+	}
+	settings := proxy.SettingsFor(srv.Spec.Proxy, r.DefaultProxyImage)
+	opCtx, cancel := context.WithTimeout(ctx, hostOpTimeout)
+	defer cancel()
+	action, err := proxy.Ensure(opCtx, host.Docker, settings)
+	if err != nil {
+		return r.proxyFailed(srv, err.Error())
+	}
+	if action != proxy.ActionNone {
+		r.Recorder.Eventf(srv, nil, corev1.EventTypeNormal, "Proxy"+string(action), "Proxy", "%s %s with image %s", proxyVerb(action), proxy.ContainerName, settings.Image)
+	}
+	// A new Caddy needs a moment to open its admin socket.
+	var readyErr error
+	deadline := time.Now().Add(proxyReadyWithin)
+	for {
+		readyErr = host.Proxy.Ready(opCtx)
+		// Without stream forwarding the socket stays out of reach: no use waiting.
+		if readyErr == nil || host.Dialer.ViaStdio() || time.Now().After(deadline) || opCtx.Err() != nil {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if readyErr != nil {
+		if host.Dialer.ViaStdio() {
+			return r.proxyFailed(srv, "sshd refuses stream-local forwarding (AllowStreamLocalForwarding), so the proxy's admin socket "+proxy.AdminSocket+" is out of reach")
+		}
+		return r.proxyFailed(srv, "proxy admin API does not answer: "+readyErr.Error())
+	}
+	srv.Status.ProxyImage = settings.Image
+	conditions.Set(&srv.Status.Conditions, gen, kamalv1.ConditionProxyReady, metav1.ConditionTrue, kamalv1.ReasonProxyRunning, fmt.Sprintf("%s runs %s", proxy.ContainerName, settings.Image))
+	return nil, nil
+}
+
+func proxyVerb(a proxy.Action) string {
+	switch a {
+	case proxy.ActionCreated:
+		return "created"
+	case proxy.ActionUpgraded:
+		return "replaced"
+	default:
+		return "started"
+	}
+}
+
+func (r *ServerReconciler) proxyFailed(srv *kamalv1.Server, msg string) (*ctrl.Result, error) {
+	gen := srv.Generation
+	conditions.Set(&srv.Status.Conditions, gen, kamalv1.ConditionProxyReady, metav1.ConditionFalse, kamalv1.ReasonProxyFailed, msg)
+	conditions.MarkNotReady(&srv.Status.Conditions, gen, kamalv1.ReasonProxyFailed, msg)
+	return &ctrl.Result{RequeueAfter: 10 * time.Second}, nil
+}
+
+// finalize removes the proxy when no app container on the host needs it, then lets the
+// Server go. An unreachable host does not block deletion: the event says what was left.
+func (r *ServerReconciler) finalize(ctx context.Context, srv *kamalv1.Server) error {
+	if !controllerutil.ContainsFinalizer(srv, ServerFinalizer) {
+		return nil
+	}
+	key := serverKey(srv)
+	if err := r.cleanUpHost(ctx, srv); err != nil {
+		r.Recorder.Eventf(srv, nil, corev1.EventTypeWarning, "CleanupSkipped", "Delete", "proxy container left on the host: %v", err)
+	}
+	r.Fleet.Forget(key)
+	controllerutil.RemoveFinalizer(srv, ServerFinalizer)
+	return r.Update(ctx, srv)
+}
+
+func (r *ServerReconciler) cleanUpHost(ctx context.Context, srv *kamalv1.Server) error {
+	target, problem, err := targetFor(ctx, r.Client, srv, 0)
+	if err != nil {
+		return err
+	}
+	if problem != nil {
+		return errors.New(problem.Message)
+	}
+	opCtx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	host, err := r.Fleet.Connect(opCtx, serverKey(srv), target, srv.Spec.Docker.SocketPath)
+	if err != nil {
+		return err
+	}
+	apps, err := host.Docker.ContainerList(opCtx, dockerclient.ContainerListOptions{All: true, Filters: dockerclient.Filters{}.Add("label", kamalv1.LabelDeployment)})
+	if err != nil {
+		return err
+	}
+	if n := len(apps.Items); n > 0 {
+		return fmt.Errorf("%d app containers still use it", n)
+	}
+	return proxy.Remove(opCtx, host.Docker)
+}
+
+func serverKey(srv *kamalv1.Server) string { return srv.Namespace + "/" + srv.Name }
+
+func isTrue(conds []metav1.Condition, typ string) bool {
+	for _, c := range conds {
+		if c.Type == typ {
+			return c.Status == metav1.ConditionTrue
+		}
+	}
+	return false
+}
+
+// SetupWithManager registers the controller, its watches, and the host event feed: a proxy
+// container that dies or disappears, or a lost connection, reconciles its Server at once.
 func (r *ServerReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	if r.DefaultProxyImage == "" {
+		r.DefaultProxyImage = DefaultProxyImage
+	}
+	r.wake = make(chan event.GenericEvent, 256)
+	wakeKey := func(key string) {
+		ns, name, _ := cutKey(key)
+		select {
+		case r.wake <- event.GenericEvent{Object: &kamalv1.Server{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}}:
+		default: // the queue is full of wake-ups already
+		}
+	}
+	r.Fleet.OnTrouble(wakeKey)
+	r.Fleet.OnEvent(func(e fleet.Event) {
+		if e.Message.Actor.Attributes["name"] != proxy.ContainerName {
+			return
+		}
+		switch e.Message.Action {
+		case "die", "stop", "destroy", "kill", "oom":
+			wakeKey(e.Key)
+		}
+	})
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&kamalv1.Server{}).
 		Watches(&corev1.Secret{}, referrers(mgr.GetClient(), &kamalv1.ServerList{}, indexSecrets)).
+		Watches(&kamalv1.Server{}, referrers(mgr.GetClient(), &kamalv1.ServerList{}, indexServers)).
+		WatchesRawSource(source.Channel(r.wake, &handler.EnqueueRequestForObject{})).
 		Named("server").
 		Complete(r)
+}
+
+func cutKey(key string) (namespace, name string, ok bool) {
+	return strings.Cut(key, "/")
 }

@@ -7,22 +7,35 @@ import (
 	"context"
 
 	ctrl "sigs.k8s.io/controller-runtime"
+
+	"github.com/kamal-operator/kamal-operator/internal/fleet"
 )
 
 // EventSource names the controller in the events it records.
 const EventSource = "kamal-operator"
 
-// Setup registers the indexes and the three reconcilers with a manager.
-func Setup(ctx context.Context, mgr ctrl.Manager) error {
+// Options configure the controllers.
+type Options struct {
+	// DefaultProxyImage runs on Servers whose spec names no proxy image.
+	DefaultProxyImage string
+}
+
+// Setup registers the indexes and the three reconcilers with a manager, sharing one fleet of
+// host connections, and returns that fleet.
+func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) (*fleet.Fleet, error) {
 	if err := SetupIndexes(ctx, mgr); err != nil {
-		return err
+		return nil, err
 	}
+	hosts := fleet.New(ctrl.Log.WithName("fleet"))
 	rec := mgr.GetEventRecorder(EventSource)
-	if err := (&ServerReconciler{Client: mgr.GetClient(), Recorder: rec}).SetupWithManager(mgr); err != nil {
-		return err
+	if err := (&ServerReconciler{Client: mgr.GetClient(), Recorder: rec, Fleet: hosts, DefaultProxyImage: opts.DefaultProxyImage}).SetupWithManager(mgr); err != nil {
+		return nil, err
 	}
 	if err := (&DeploymentReconciler{Client: mgr.GetClient(), Recorder: rec}).SetupWithManager(mgr); err != nil {
-		return err
+		return nil, err
 	}
-	return (&AccessoryReconciler{Client: mgr.GetClient(), Recorder: rec}).SetupWithManager(mgr)
+	if err := (&AccessoryReconciler{Client: mgr.GetClient(), Recorder: rec}).SetupWithManager(mgr); err != nil {
+		return nil, err
+	}
+	return hosts, nil
 }

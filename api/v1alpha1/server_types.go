@@ -164,7 +164,8 @@ type DockerSettings struct {
 	// (e.g. /run/user/1000/docker.sock).
 	// +optional
 	// +kubebuilder:default="/var/run/docker.sock"
-	// +kubebuilder:validation:Pattern=`^/[^\x00]*$`
+	// +kubebuilder:validation:MaxLength=255
+	// +kubebuilder:validation:Pattern=`^/[A-Za-z0-9._/-]+$`
 	SocketPath string `json:"socketPath,omitempty"`
 
 	// Bootstrap installs Docker when it is missing (IfMissing) or never (Never).

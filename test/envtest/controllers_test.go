@@ -12,15 +12,13 @@ import (
 
 	"golang.org/x/crypto/ssh"
 	corev1 "k8s.io/api/core/v1"
-	eventsv1 "k8s.io/api/events/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	kamalv1 "github.com/kamal-operator/kamal-operator/api/v1alpha1"
+	"github.com/kamal-operator/kamal-operator/test/framework"
 )
 
 const waitFor = 20 * time.Second
@@ -59,19 +57,6 @@ func waitReady(t *testing.T, obj client.Object, conds func() []metav1.Condition,
 	return got
 }
 
-func kstatusOf(t *testing.T, obj client.Object) status.Status {
-	t.Helper()
-	m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(obj)
-	if err != nil {
-		t.Fatal(err)
-	}
-	res, err := status.Compute(&unstructured.Unstructured{Object: m})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return res.Status
-}
-
 func TestServerStallsOnMissingOrInvalidKeySecret(t *testing.T) {
 	ns := newNamespace(t)
 	ctx := context.Background()
@@ -85,10 +70,10 @@ func TestServerStallsOnMissingOrInvalidKeySecret(t *testing.T) {
 	if !strings.Contains(c.Message, `Secret "deploy-key"`) || !strings.Contains(c.Message, "spec.sshKeySecretRef") {
 		t.Errorf("message %q does not name the Secret and field", c.Message)
 	}
-	if s := kstatusOf(t, srv); s != status.FailedStatus {
+	if s := framework.Kstatus(t, srv); s != status.FailedStatus {
 		t.Errorf("kstatus = %s, want Failed while stalled", s)
 	}
-	eventually(t, waitFor, func() error { return findEvent(ns, srv.Name, kamalv1.ReasonSecretNotFound) })
+	eventually(t, waitFor, func() error { return framework.FindEvent(k8s, ns, srv.Name, kamalv1.ReasonSecretNotFound) })
 
 	// The wrong type is named; the key content never is.
 	wrong := sshKeySecret(t, ns, "deploy-key")
@@ -115,15 +100,25 @@ func TestServerStallsOnMissingOrInvalidKeySecret(t *testing.T) {
 		t.Errorf("message leaks key material: %q", c.Message)
 	}
 
-	// A usable key clears the stall.
+	// A usable key clears the stall; the controller then dials (loopback port 1, refused) and
+	// reports the host unreachable, which retrying may fix: Reconciling, not Stalled.
 	good := sshKeySecret(t, ns, "deploy-key")
 	bad.Data = good.Data
 	if err := k8s.Update(ctx, bad); err != nil {
 		t.Fatal(err)
 	}
-	waitReady(t, srv, conds, kamalv1.ReasonPending)
+	c = waitReady(t, srv, conds, kamalv1.ReasonUnreachable)
+	if !strings.Contains(c.Message, "connection refused") {
+		t.Errorf("message %q does not say why", c.Message)
+	}
 	if meta.FindStatusCondition(srv.Status.Conditions, kamalv1.ConditionStalled) != nil {
 		t.Errorf("Stalled still present: %+v", srv.Status.Conditions)
+	}
+	if s := framework.Kstatus(t, srv); s != status.InProgressStatus {
+		t.Errorf("kstatus = %s, want InProgress while unreachable", s)
+	}
+	if r := meta.FindStatusCondition(srv.Status.Conditions, kamalv1.ConditionReachable); r == nil || r.Status != metav1.ConditionFalse {
+		t.Errorf("Reachable = %+v, want False", r)
 	}
 }
 
@@ -203,17 +198,4 @@ func TestAccessoryStallsOnMissingConfigMapKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitReady(t, a, conds, kamalv1.ReasonPending)
-}
-
-func findEvent(ns, name, reason string) error {
-	var list eventsv1.EventList
-	if err := k8s.List(context.Background(), &list, client.InNamespace(ns)); err != nil {
-		return err
-	}
-	for _, e := range list.Items {
-		if e.Regarding.Name == name && e.Reason == reason {
-			return nil
-		}
-	}
-	return fmt.Errorf("no event %s for %s among %d", reason, name, len(list.Items))
 }

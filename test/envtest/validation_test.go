@@ -20,7 +20,9 @@ func validServer(ns string) *kamalv1.Server {
 	return &kamalv1.Server{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "web-1", Labels: map[string]string{"tier": "web"}},
 		Spec: kamalv1.ServerSpec{
-			Address:         "10.0.0.5",
+			// Loopback port 1: the controller's dial is refused at once and reaches no one.
+			Address:         "127.0.0.1",
+			Port:            1,
 			SSHKeySecretRef: corev1.LocalObjectReference{Name: "deploy-key"},
 			KnownHosts:      []string{hostKey},
 		},

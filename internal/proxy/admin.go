@@ -1,0 +1,115 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"time"
+)
+
+// Admin talks to one proxy's Caddy admin API over a dialled stream (the admin socket reached
+// through the host's SSH connection).
+type Admin struct {
+	http *http.Client
+}
+
+// NewAdmin returns an admin client whose every request opens a stream with dial.
+func NewAdmin(dial func(ctx context.Context) (net.Conn, error)) *Admin {
+	return &Admin{http: &http.Client{
+		Transport: &http.Transport{
+			DialContext:     func(ctx context.Context, _, _ string) (net.Conn, error) { return dial(ctx) },
+			MaxIdleConns:    2,
+			IdleConnTimeout: 30 * time.Second,
+		},
+		Timeout: 30 * time.Second,
+	}}
+}
+
+// ErrNotFound is an admin path or route id that does not exist.
+var ErrNotFound = errors.New("not found")
+
+func (a *Admin) do(ctx context.Context, method, path string, body any, out any) error {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, "http://kamal-proxy"+path, rd)
+	if err != nil {
+		return err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := a.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("proxy admin %s %s: %w", method, path, err)
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+	switch {
+	case resp.StatusCode == http.StatusNotFound:
+		return fmt.Errorf("proxy admin %s %s: %w", method, path, ErrNotFound)
+	case resp.StatusCode >= 300:
+		// Caddy reports a missing id as a 404 or as a 500 "unknown object ID".
+		if bytes.Contains(data, []byte("unknown object ID")) {
+			return fmt.Errorf("proxy admin %s %s: %w", method, path, ErrNotFound)
+		}
+		return fmt.Errorf("proxy admin %s %s: %s: %s", method, path, resp.Status, bytes.TrimSpace(data))
+	}
+	if out != nil && len(data) > 0 {
+		return json.Unmarshal(data, out)
+	}
+	return nil
+}
+
+// Ready checks that the admin API answers and the app server exists.
+func (a *Admin) Ready(ctx context.Context) error {
+	var srv map[string]any
+	return a.do(ctx, http.MethodGet, "/config/apps/http/servers/"+ServerName, nil, &srv)
+}
+
+// Route returns the route with the given id.
+func (a *Admin) Route(ctx context.Context, id string) (json.RawMessage, error) {
+	var r json.RawMessage
+	if err := a.do(ctx, http.MethodGet, "/id/"+id, nil, &r); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// Routes returns the app server's routes in order.
+func (a *Admin) Routes(ctx context.Context) ([]json.RawMessage, error) {
+	var rs []json.RawMessage
+	err := a.do(ctx, http.MethodGet, "/config/apps/http/servers/"+ServerName+"/routes", nil, &rs)
+	return rs, err
+}
+
+// UpsertRoute replaces the route with route's "@id" in place, or inserts it first (before the
+// fallback) when it does not exist. Caddy applies either change gracefully: in-flight requests
+// finish on the old config.
+func (a *Admin) UpsertRoute(ctx context.Context, id string, route map[string]any) error {
+	route["@id"] = id
+	err := a.do(ctx, http.MethodPatch, "/id/"+id, route, nil)
+	if !errors.Is(err, ErrNotFound) {
+		return err
+	}
+	return a.do(ctx, http.MethodPut, "/config/apps/http/servers/"+ServerName+"/routes/0", route, nil)
+}
+
+// DeleteRoute removes the route with id; a missing one is not an error.
+func (a *Admin) DeleteRoute(ctx context.Context, id string) error {
+	err := a.do(ctx, http.MethodDelete, "/id/"+id, nil, nil)
+	if errors.Is(err, ErrNotFound) {
+		return nil
+	}
+	return err
+}

@@ -1,0 +1,233 @@
+// Package proxy runs kamal-proxy, the per-host Caddy that routes HTTP to app containers, and
+// talks to its admin API. The admin API listens on a unix socket in a host folder, so only
+// the controller (through its SSH connection) and the host's root can reach it; app containers
+// on the kamal network cannot. Caddy's config autosaves into a volume and the container runs
+// `caddy run --resume`, so a restarted or recreated proxy keeps every route.
+package proxy
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/netip"
+	"strconv"
+	"time"
+
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/mount"
+	"github.com/moby/moby/api/types/network"
+	"github.com/moby/moby/client"
+
+	kamalv1 "github.com/kamal-operator/kamal-operator/api/v1alpha1"
+	"github.com/kamal-operator/kamal-operator/internal/docker"
+)
+
+// Names on every host.
+const (
+	ContainerName = "kamal-proxy"
+	Network       = "kamal"
+	// HostRunDir is bind-mounted into the proxy; the admin socket lives there.
+	HostRunDir  = "/run/kamal-proxy"
+	AdminSocket = HostRunDir + "/admin.sock"
+	// ServerName is the Caddy HTTP server that holds the app routes.
+	ServerName      = "kamal"
+	FallbackRouteID = "kamal-fallback"
+
+	configVolume = "kamal-proxy-config"
+	dataVolume   = "kamal-proxy-data"
+	configDir    = "/etc/kamal-proxy"
+	configFile   = configDir + "/caddy.json"
+	caddyBinary  = "/usr/bin/caddy"
+)
+
+// Settings are what shape the proxy container of one host.
+type Settings struct {
+	Image     string
+	HTTPPort  int32
+	HTTPSPort int32
+	BindIPs   []string
+	Options   *kamalv1.ContainerOptions
+	Logging   *kamalv1.Logging
+}
+
+// SettingsFor reads a Server's proxy settings, with defaultImage when it names none.
+func SettingsFor(p kamalv1.ServerProxy, defaultImage string) Settings {
+	s := Settings{Image: p.Image, HTTPPort: p.HTTPPort, HTTPSPort: p.HTTPSPort, BindIPs: p.BindIPs, Options: p.Options, Logging: p.Logging}
+	if s.Image == "" {
+		s.Image = defaultImage
+	}
+	if s.HTTPPort == 0 {
+		s.HTTPPort = 80
+	}
+	if s.HTTPSPort == 0 {
+		s.HTTPSPort = 443
+	}
+	return s
+}
+
+// Hash identifies the settings; a container with another hash is replaced.
+func (s Settings) Hash() string {
+	b, _ := json.Marshal(s)
+	sum := sha256.Sum256(append(b, InitialConfig()...))
+	return hex.EncodeToString(sum[:])[:16]
+}
+
+// InitialConfig is Caddy's config on first start: the admin socket, persisted config, and an
+// HTTP server whose last route answers 404 for hosts no app claims.
+func InitialConfig() []byte {
+	cfg := map[string]any{
+		"admin": map[string]any{"listen": "unix/" + AdminSocket, "config": map[string]any{"persist": true}},
+		"apps": map[string]any{"http": map[string]any{"servers": map[string]any{
+			ServerName: map[string]any{
+				"listen": []string{":80"},
+				"routes": []any{map[string]any{
+					"@id":    FallbackRouteID,
+					"handle": []any{map[string]any{"handler": "static_response", "status_code": 404, "body": "no app is routed for this host\n"}},
+				}},
+			},
+		}}},
+	}
+	b, _ := json.Marshal(cfg)
+	return b
+}
+
+// CreateOptions is the Engine API request that creates the proxy container.
+func (s Settings) CreateOptions() (client.ContainerCreateOptions, error) {
+	cfg := &container.Config{
+		Image:      s.Image,
+		Entrypoint: []string{caddyBinary},
+		Cmd:        []string{"run", "--resume", "--config", configFile},
+		Env: []string{
+			"XDG_CONFIG_HOME=/config", "XDG_DATA_HOME=/data",
+			"CADDY_ADMIN=unix/" + AdminSocket,
+		},
+		Labels: map[string]string{
+			kamalv1.LabelManagedBy:        kamalv1.ManagerName,
+			kamalv1.LabelSpecHash:         s.Hash(),
+			kamalv1.LabelPrefix + "proxy": "true",
+		},
+		ExposedPorts: network.PortSet{network.MustParsePort("80/tcp"): {}, network.MustParsePort("443/tcp"): {}},
+	}
+	hc := &container.HostConfig{
+		NetworkMode: container.NetworkMode(Network),
+		// A legacy bind creates the host folder when missing, on every API version (mounts
+		// learned CreateMountpoint only in API 1.42).
+		Binds: []string{HostRunDir + ":" + HostRunDir},
+		Mounts: []mount.Mount{
+			{Type: mount.TypeVolume, Source: configVolume, Target: "/config"},
+			{Type: mount.TypeVolume, Source: dataVolume, Target: "/data"},
+		},
+		PortBindings: network.PortMap{},
+	}
+	if err := docker.ApplyOptions(s.Options, cfg, hc); err != nil {
+		return client.ContainerCreateOptions{}, err
+	}
+	docker.ApplyLogging(s.Logging, hc)
+	ips := s.BindIPs
+	if len(ips) == 0 {
+		ips = []string{""}
+	}
+	for _, ipStr := range ips {
+		var ip netip.Addr
+		if ipStr != "" {
+			var err error
+			if ip, err = netip.ParseAddr(ipStr); err != nil {
+				return client.ContainerCreateOptions{}, fmt.Errorf("proxy.bindIPs: %w", err)
+			}
+		}
+		for port, hostPort := range map[string]int32{"80/tcp": s.HTTPPort, "443/tcp": s.HTTPSPort} {
+			p := network.MustParsePort(port)
+			hc.PortBindings[p] = append(hc.PortBindings[p], network.PortBinding{HostIP: ip, HostPort: strconv.Itoa(int(hostPort))})
+		}
+	}
+	return client.ContainerCreateOptions{Name: ContainerName, Config: cfg, HostConfig: hc}, nil
+}
+
+// Action says what Ensure did.
+type Action string
+
+const (
+	ActionNone     Action = ""
+	ActionCreated  Action = "Created"
+	ActionStarted  Action = "Started"
+	ActionUpgraded Action = "Upgraded"
+)
+
+// Ensure makes the host run the proxy with settings s on the kamal network. An upgrade pulls
+// the new image first, so the gap is one stop and one start; routes survive in the config
+// volume.
+func Ensure(ctx context.Context, cli *client.Client, s Settings) (Action, error) {
+	if err := docker.EnsureNetwork(ctx, cli, Network); err != nil {
+		return ActionNone, err
+	}
+	cur, err := cli.ContainerInspect(ctx, ContainerName, client.ContainerInspectOptions{})
+	exists := err == nil
+	if err != nil && !docker.IsNotFound(err) {
+		return ActionNone, err
+	}
+	if exists && cur.Container.Config != nil && cur.Container.Config.Labels[kamalv1.LabelSpecHash] == s.Hash() {
+		if cur.Container.State != nil && cur.Container.State.Running {
+			return ActionNone, nil
+		}
+		if _, err := cli.ContainerStart(ctx, ContainerName, client.ContainerStartOptions{}); err != nil {
+			return ActionNone, fmt.Errorf("starting %s: %w", ContainerName, err)
+		}
+		return ActionStarted, nil
+	}
+	if err := docker.EnsureImage(ctx, cli, s.Image, ""); err != nil {
+		return ActionNone, err
+	}
+	action := ActionCreated
+	if exists {
+		action = ActionUpgraded
+		timeout := 10
+		if _, err := cli.ContainerStop(ctx, ContainerName, client.ContainerStopOptions{Timeout: &timeout}); err != nil && !docker.IsNotFound(err) {
+			return ActionNone, fmt.Errorf("stopping old %s: %w", ContainerName, err)
+		}
+		if _, err := cli.ContainerRemove(ctx, ContainerName, client.ContainerRemoveOptions{Force: true}); err != nil && !docker.IsNotFound(err) {
+			return ActionNone, fmt.Errorf("removing old %s: %w", ContainerName, err)
+		}
+	}
+	opts, err := s.CreateOptions()
+	if err != nil {
+		return ActionNone, err
+	}
+	created, err := cli.ContainerCreate(ctx, opts)
+	if err != nil {
+		return ActionNone, fmt.Errorf("creating %s: %w", ContainerName, err)
+	}
+	if _, err := cli.CopyToContainer(ctx, created.ID, client.CopyToContainerOptions{DestinationPath: "/", Content: configTar()}); err != nil {
+		return ActionNone, fmt.Errorf("writing %s config: %w", ContainerName, err)
+	}
+	if _, err := cli.ContainerStart(ctx, created.ID, client.ContainerStartOptions{}); err != nil {
+		return ActionNone, fmt.Errorf("starting %s: %w", ContainerName, err)
+	}
+	return action, nil
+}
+
+// Remove stops and removes the proxy container; its config volume stays, so a later proxy
+// resumes the same routes.
+func Remove(ctx context.Context, cli *client.Client) error {
+	_, err := cli.ContainerRemove(ctx, ContainerName, client.ContainerRemoveOptions{Force: true})
+	if err != nil && !docker.IsNotFound(err) {
+		return err
+	}
+	return nil
+}
+
+func configTar() io.Reader {
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	cfg := InitialConfig()
+	now := time.Unix(0, 0)
+	_ = tw.WriteHeader(&tar.Header{Name: configDir[1:] + "/", Typeflag: tar.TypeDir, Mode: 0o755, ModTime: now})
+	_ = tw.WriteHeader(&tar.Header{Name: configFile[1:], Mode: 0o644, Size: int64(len(cfg)), ModTime: now})
+	_, _ = tw.Write(cfg)
+	_ = tw.Close()
+	return &buf
+}

@@ -1,0 +1,220 @@
+// Command sampleapp is the web app that kamal-operator's end-to-end tests deploy. It uses the
+// standard library only and is built as a static binary for a FROM-scratch image.
+//
+// Modes (first argument):
+//
+//	(none) or "serve"  HTTP server on $PORT (default 80)
+//	"healthcheck"      GET http://127.0.0.1:$PORT$HEALTHCHECK_PATH (default /up); exit 0 on 200,
+//	                   1 otherwise, for a Docker HEALTHCHECK in an image without curl
+//	"worker"           no HTTP: logs a heartbeat every $WORKER_INTERVAL (default 5s) until SIGTERM
+//	"version"          prints the version and exits
+//
+// Endpoints:
+//
+//	GET /up          200 "ok" when healthy; 503 in broken mode (BROKEN=1 or -X main.broken=true)
+//	GET /version     the version: $APP_VERSION, else the -X main.version build value
+//	GET /slow?ms=N   sleeps N ms (at most 10 minutes) then answers "slept N ms"
+//	GET /env?name=X  the value of env var X (404 if unset)
+//	GET /inflight    the number of other requests in flight (to see a slow request has arrived)
+//	GET /            "sampleapp <version> on <hostname>"
+//
+// On SIGTERM or SIGINT it stops accepting connections and waits for in-flight requests to finish
+// (at most $SHUTDOWN_TIMEOUT, default 30s) before exiting 0.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// Set with -ldflags "-X main.version=v1 -X main.broken=true".
+var (
+	version = "dev"
+	broken  = "false"
+)
+
+const maxSlow = 10 * time.Minute
+
+func main() {
+	log.SetFlags(log.LstdFlags | log.Lmicroseconds)
+	log.SetPrefix("sampleapp ")
+	mode := "serve"
+	if len(os.Args) > 1 {
+		mode = os.Args[1]
+	}
+	switch mode {
+	case "serve":
+		os.Exit(serve())
+	case "healthcheck":
+		os.Exit(healthcheck())
+	case "worker":
+		os.Exit(worker())
+	case "version":
+		fmt.Println(appVersion())
+	default:
+		fmt.Fprintf(os.Stderr, "usage: sampleapp [serve|healthcheck|worker|version]\n")
+		os.Exit(2)
+	}
+}
+
+func appVersion() string {
+	if v := os.Getenv("APP_VERSION"); v != "" {
+		return v
+	}
+	return version
+}
+
+func isBroken() bool {
+	if v, ok := os.LookupEnv("BROKEN"); ok {
+		return v == "1" || strings.EqualFold(v, "true")
+	}
+	return broken == "true"
+}
+
+func port() string {
+	if p := os.Getenv("PORT"); p != "" {
+		return p
+	}
+	return "80"
+}
+
+func envDuration(name string, def time.Duration) time.Duration {
+	if v := os.Getenv(name); v != "" {
+		if d, err := time.ParseDuration(v); err == nil {
+			return d
+		}
+		log.Printf("ignoring bad %s=%q", name, v)
+	}
+	return def
+}
+
+func handler(inFlight *atomic.Int64) http.Handler {
+	mux := http.NewServeMux()
+	host, _ := os.Hostname()
+	mux.HandleFunc("GET /up", func(w http.ResponseWriter, r *http.Request) {
+		if isBroken() {
+			http.Error(w, "broken", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("GET /version", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintln(w, appVersion())
+	})
+	mux.HandleFunc("GET /slow", func(w http.ResponseWriter, r *http.Request) {
+		ms, err := strconv.Atoi(r.URL.Query().Get("ms"))
+		if err != nil || ms < 0 {
+			http.Error(w, "ms must be a non-negative integer", http.StatusBadRequest)
+			return
+		}
+		d := min(time.Duration(ms)*time.Millisecond, maxSlow)
+		t := time.NewTimer(d)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			fmt.Fprintf(w, "slept %d ms (%s)\n", d.Milliseconds(), appVersion())
+		case <-r.Context().Done():
+		}
+	})
+	mux.HandleFunc("GET /env", func(w http.ResponseWriter, r *http.Request) {
+		v, ok := os.LookupEnv(r.URL.Query().Get("name"))
+		if !ok {
+			http.Error(w, "unset", http.StatusNotFound)
+			return
+		}
+		fmt.Fprintln(w, v)
+	})
+	mux.HandleFunc("GET /inflight", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintln(w, inFlight.Load()-1) // not counting this one
+	})
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "sampleapp %s on %s\n", appVersion(), host)
+	})
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		inFlight.Add(1)
+		defer inFlight.Add(-1)
+		mux.ServeHTTP(w, r)
+	})
+}
+
+func serve() int {
+	var inFlight atomic.Int64
+	ln, err := net.Listen("tcp", ":"+port())
+	if err != nil {
+		log.Print(err)
+		return 1
+	}
+	srv := &http.Server{Handler: handler(&inFlight), ReadHeaderTimeout: 10 * time.Second}
+	log.Printf("version %s listening on %s (broken=%v)", appVersion(), ln.Addr(), isBroken())
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		log.Print(err)
+		return 1
+	case <-ctx.Done():
+	}
+	timeout := envDuration("SHUTDOWN_TIMEOUT", 30*time.Second)
+	log.Printf("shutting down, %d requests in flight, waiting up to %s", inFlight.Load(), timeout)
+	sctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		log.Printf("shutdown: %v", err)
+		return 1
+	}
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		log.Print(err)
+	}
+	log.Print("stopped")
+	return 0
+}
+
+func healthcheck() int {
+	path := os.Getenv("HEALTHCHECK_PATH")
+	if path == "" {
+		path = "/up"
+	}
+	c := &http.Client{Timeout: envDuration("HEALTHCHECK_TIMEOUT", 3*time.Second)}
+	resp, err := c.Get("http://127.0.0.1:" + port() + path)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		fmt.Fprintln(os.Stderr, resp.Status)
+		return 1
+	}
+	return 0
+}
+
+func worker() int {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	t := time.NewTicker(envDuration("WORKER_INTERVAL", 5*time.Second))
+	defer t.Stop()
+	log.Printf("worker %s started", appVersion())
+	for n := 1; ; n++ {
+		select {
+		case <-ctx.Done():
+			log.Print("worker stopped")
+			return 0
+		case <-t.C:
+			log.Printf("worker %s heartbeat %d", appVersion(), n)
+		}
+	}
+}

@@ -1,0 +1,193 @@
+// Package framework starts what the envtest and end-to-end suites share: a real kube-apiserver
+// and etcd with the CRDs installed, a kubeconfig for the real kubectl, and the controllers
+// running in-process as the manager binary runs them.
+package framework
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	kruntime "k8s.io/apimachinery/pkg/runtime"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	kamalv1 "github.com/kamal-operator/kamal-operator/api/v1alpha1"
+	"github.com/kamal-operator/kamal-operator/controllers"
+	"github.com/kamal-operator/kamal-operator/internal/fleet"
+)
+
+// Scheme knows the core and kamal types.
+var Scheme = kruntime.NewScheme()
+
+func init() {
+	utilruntime.Must(clientgoscheme.AddToScheme(Scheme))
+	utilruntime.Must(kamalv1.AddToScheme(Scheme))
+}
+
+// RepoRoot is the repository's top folder.
+func RepoRoot() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
+}
+
+// ControlPlane is a running kube-apiserver and etcd.
+type ControlPlane struct {
+	Config     *rest.Config
+	Client     client.Client
+	Kubeconfig string // file for the real kubectl
+	Kubectl    string // path of the built kubectl
+	env        *envtest.Environment
+	dir        string
+}
+
+// StartControlPlane starts the binaries in KUBEBUILDER_ASSETS with the CRDs of config/crd.
+func StartControlPlane() (*ControlPlane, error) {
+	logf.SetLogger(zap.New(zap.WriteTo(os.Stderr), zap.UseDevMode(true)))
+	assets := os.Getenv("KUBEBUILDER_ASSETS")
+	if assets == "" {
+		return nil, errors.New("KUBEBUILDER_ASSETS is not set: run the suites through make, which builds kube-apiserver, etcd and kubectl first")
+	}
+	cp := &ControlPlane{Kubectl: filepath.Join(assets, "kubectl")}
+	cp.env = &envtest.Environment{
+		CRDDirectoryPaths:     []string{filepath.Join(RepoRoot(), "config", "crd", "bases")},
+		ErrorIfCRDPathMissing: true,
+		BinaryAssetsDirectory: assets,
+	}
+	var err error
+	if cp.Config, err = cp.env.Start(); err != nil {
+		return nil, fmt.Errorf("starting the control plane: %w", err)
+	}
+	fail := func(err error) (*ControlPlane, error) { cp.Stop(); return nil, err }
+	if cp.Client, err = client.New(cp.Config, client.Options{Scheme: Scheme}); err != nil {
+		return fail(err)
+	}
+	admin, err := cp.env.AddUser(envtest.User{Name: "admin", Groups: []string{"system:masters"}}, cp.Config)
+	if err != nil {
+		return fail(err)
+	}
+	kc, err := admin.KubeConfig()
+	if err != nil {
+		return fail(err)
+	}
+	if cp.dir, err = os.MkdirTemp("", "kamal-controlplane-"); err != nil {
+		return fail(err)
+	}
+	cp.Kubeconfig = filepath.Join(cp.dir, "kubeconfig")
+	if err := os.WriteFile(cp.Kubeconfig, kc, 0o600); err != nil {
+		return fail(err)
+	}
+	return cp, nil
+}
+
+// Stop ends the control plane.
+func (cp *ControlPlane) Stop() {
+	_ = cp.env.Stop()
+	if cp.dir != "" {
+		_ = os.RemoveAll(cp.dir)
+	}
+}
+
+// Manager is the controllers running in this process.
+type Manager struct {
+	Fleet  *fleet.Fleet
+	cancel context.CancelFunc
+	done   chan error
+}
+
+// StartManager runs the controllers against cp until Stop.
+func StartManager(cp *ControlPlane, opts controllers.Options) (*Manager, error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	mgr, err := ctrl.NewManager(cp.Config, ctrl.Options{Scheme: Scheme, Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0"})
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	f, err := controllers.Setup(ctx, mgr, opts)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	m := &Manager{Fleet: f, cancel: cancel, done: make(chan error, 1)}
+	go func() { m.done <- mgr.Start(ctx) }()
+	return m, nil
+}
+
+// Stop ends the controllers and waits for them.
+func (m *Manager) Stop() {
+	m.cancel()
+	<-m.done
+}
+
+// NewNamespace gives a test its own namespace.
+func NewNamespace(t *testing.T, c client.Client) string {
+	t.Helper()
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "t-"}}
+	if err := c.Create(context.Background(), ns); err != nil {
+		t.Fatal(err)
+	}
+	return ns.Name
+}
+
+// Eventually polls cond until it returns nil, failing the test with cond's last error when
+// timeout passes first. The controllers react to watches and events; the timeout only bounds a
+// broken run.
+func Eventually(t *testing.T, timeout time.Duration, cond func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := cond()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("condition not met within %s: %v", timeout, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// Kstatus computes an object's status as Flux, Argo CD and kubectl wait read it.
+func Kstatus(t *testing.T, obj client.Object) status.Status {
+	t.Helper()
+	m, err := kruntime.DefaultUnstructuredConverter.ToUnstructured(obj)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := status.Compute(&unstructured.Unstructured{Object: m})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res.Status
+}
+
+// FindEvent returns nil when an event with reason was recorded about the named object.
+func FindEvent(c client.Client, ns, name, reason string) error {
+	var list eventsv1.EventList
+	if err := c.List(context.Background(), &list, client.InNamespace(ns)); err != nil {
+		return err
+	}
+	for _, e := range list.Items {
+		if e.Regarding.Name == name && e.Reason == reason {
+			return nil
+		}
+	}
+	return fmt.Errorf("no event %s for %s among %d", reason, name, len(list.Items))
+}

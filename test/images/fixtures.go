@@ -1,0 +1,247 @@
+package images
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Names of the fixture images in the test registry.
+const (
+	SampleAppRepo = "sampleapp"
+	ProxyRepo     = "kamal-proxy"
+	CaddyVersion  = "2.11.9"
+	ProxyTag      = "caddy-" + CaddyVersion
+)
+
+// SampleAppTags are the tags of SampleAppRepo: "vN" answers /version with vN, "broken" never
+// answers /up with 200.
+var SampleAppTags = []string{"v1", "v2", "v3", "broken"}
+
+// RepoRoot is the root of the kamal-operator source tree this package was compiled from.
+func RepoRoot() string {
+	_, file, _, ok := runtime.Caller(0)
+	if !ok {
+		return "."
+	}
+	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
+}
+
+// BinDir is where built binaries are cached: $KAMALOP_BIN_DIR, else <repo>/bin.
+func BinDir() string {
+	if d := os.Getenv("KAMALOP_BIN_DIR"); d != "" {
+		return d
+	}
+	return filepath.Join(RepoRoot(), "bin")
+}
+
+func goTool() string {
+	if p, err := exec.LookPath("go"); err == nil {
+		return p
+	}
+	return filepath.Join(runtime.GOROOT(), "bin", "go")
+}
+
+func run(ctx context.Context, dir string, env []string, name string, args ...string) error {
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), env...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%s %s: %w\n%s", name, strings.Join(args, " "), err, out)
+	}
+	return nil
+}
+
+// BuildSampleApp builds test/apps/sampleapp as a static binary with the given version (and broken
+// mode) baked in, into BinDir()/fixtures, and returns its path. Go's build cache makes a repeat
+// build take well under a second.
+func BuildSampleApp(ctx context.Context, version string, broken bool) (string, error) {
+	out := filepath.Join(BinDir(), "fixtures", "sampleapp-"+version)
+	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
+		return "", err
+	}
+	ld := fmt.Sprintf("-s -w -X main.version=%s -X main.broken=%v", version, broken)
+	err := run(ctx, RepoRoot(), []string{"CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64", "GOFLAGS=-mod=readonly"},
+		goTool(), "build", "-trimpath", "-buildvcs=false", "-ldflags", ld, "-o", out, "./test/apps/sampleapp")
+	return out, err
+}
+
+const caddyMain = `package main
+
+import (
+	caddycmd "github.com/caddyserver/caddy/v2/cmd"
+
+	_ "github.com/caddyserver/caddy/v2/modules/standard"
+)
+
+func main() { caddycmd.Main() }
+`
+
+// BuildCaddy builds Caddy from its Go module (github.com/caddyserver/caddy/v2 at CaddyVersion) in
+// a scratch module, as a static binary cached at BinDir()/caddy/<version>/caddy; a cached binary
+// is returned at once. The first build takes a few minutes on 2 cores.
+func BuildCaddy(ctx context.Context) (string, error) {
+	out := filepath.Join(BinDir(), "caddy", CaddyVersion, "caddy")
+	if fi, err := os.Stat(out); err == nil && fi.Mode()&0o111 != 0 {
+		return out, nil
+	}
+	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
+		return "", err
+	}
+	work, err := os.MkdirTemp("", "kamalop-caddy-")
+	if err != nil {
+		return "", err
+	}
+	defer os.RemoveAll(work)
+	if err := os.WriteFile(filepath.Join(work, "main.go"), []byte(caddyMain), 0o644); err != nil {
+		return "", err
+	}
+	env := []string{"CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64", "GOFLAGS=-mod=mod", "GOWORK=off"}
+	goBin := goTool()
+	steps := [][]string{
+		{"mod", "init", "caddybin.local"},
+		{"mod", "edit", "-go=1.26", "-require=github.com/caddyserver/caddy/v2@v" + CaddyVersion},
+		{"mod", "tidy"},
+		{"build", "-trimpath", "-buildvcs=false", "-ldflags", "-s -w", "-o", out + ".tmp", "."},
+	}
+	for _, s := range steps {
+		if err := run(ctx, work, env, goBin, s...); err != nil {
+			os.Remove(out + ".tmp")
+			return "", err
+		}
+	}
+	return out, os.Rename(out+".tmp", out)
+}
+
+// SampleAppImage is the FROM-scratch image of a sampleapp binary: entrypoint /sampleapp, command
+// "serve", port 80. Run it with command "worker" for a role without HTTP, and use
+// ["CMD", "/sampleapp", "healthcheck"] as a container health check.
+func SampleAppImage(bin []byte) Image {
+	return Image{
+		Files: []File{
+			{Path: "/sampleapp", Mode: 0o755, Data: bin},
+			{Path: "/tmp", Dir: true, Mode: 0o1777},
+		},
+		Entrypoint:   []string{"/sampleapp"},
+		Cmd:          []string{"serve"},
+		ExposedPorts: []string{"80/tcp"},
+		Labels:       map[string]string{"org.opencontainers.image.title": "kamal-operator sampleapp"},
+	}
+}
+
+// ProxyImage is the FROM-scratch image of a Caddy binary, the per-host proxy: `caddy run --resume`
+// starts from the last configuration pushed to its admin API (autosaved under /config, a volume,
+// so a restarted container keeps its routes; a new container needs a named volume or a host
+// folder mounted at /config and /data to keep them). The admin API listens on 0.0.0.0:2019 in the
+// container (CADDY_ADMIN), reachable from the host and the container's networks, never published;
+// a wildcard admin address has no Host-header check. Caddy's data (certificates) is in /data.
+func ProxyImage(caddy []byte) Image {
+	return Image{
+		Files: []File{
+			{Path: "/usr/bin/caddy", Mode: 0o755, Data: caddy},
+			{Path: "/config/caddy", Dir: true},
+			{Path: "/data/caddy", Dir: true},
+			{Path: "/etc/caddy", Dir: true},
+			{Path: "/tmp", Dir: true, Mode: 0o1777},
+		},
+		Entrypoint: []string{"/usr/bin/caddy"},
+		Cmd:        []string{"run", "--resume"},
+		Env: []string{
+			"XDG_CONFIG_HOME=/config",
+			"XDG_DATA_HOME=/data",
+			"CADDY_ADMIN=0.0.0.0:2019",
+		},
+		WorkingDir:   "/",
+		ExposedPorts: []string{"80/tcp", "443/tcp", "443/udp"},
+		Volumes:      []string{"/config", "/data"},
+		Labels: map[string]string{
+			"org.opencontainers.image.title":   "kamal-operator proxy (Caddy)",
+			"org.opencontainers.image.version": CaddyVersion,
+		},
+	}
+}
+
+// Result tells what EnsureFixtures did for one image reference.
+type Result struct {
+	Ref    string // registry/repo:tag
+	Digest string // manifest digest
+	Pushed bool   // false: the registry already had it
+}
+
+// EnsureFixtures builds every fixture image (sampleapp:v1, :v2, :v3, :broken and
+// kamal-proxy:caddy-2.11.9) and pushes to reg those it does not already hold with the same digest.
+func EnsureFixtures(ctx context.Context, reg Registry, logf func(string, ...any)) ([]Result, error) {
+	if logf == nil {
+		logf = func(string, ...any) {}
+	}
+	type job struct {
+		repo, tag string
+		build     func(context.Context) (Image, error)
+	}
+	var jobs []job
+	for _, tag := range SampleAppTags {
+		jobs = append(jobs, job{SampleAppRepo, tag, func(ctx context.Context) (Image, error) {
+			p, err := BuildSampleApp(ctx, tag, tag == "broken")
+			if err != nil {
+				return Image{}, err
+			}
+			b, err := os.ReadFile(p)
+			return SampleAppImage(b), err
+		}})
+	}
+	jobs = append(jobs, job{ProxyRepo, ProxyTag, func(ctx context.Context) (Image, error) {
+		start := time.Now()
+		p, err := BuildCaddy(ctx)
+		if err != nil {
+			return Image{}, err
+		}
+		if d := time.Since(start); d > 5*time.Second {
+			logf("built caddy %s in %s", CaddyVersion, d.Round(time.Second))
+		}
+		b, err := os.ReadFile(p)
+		return ProxyImage(b), err
+	}})
+
+	results := make([]Result, len(jobs))
+	errs := make([]error, len(jobs))
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 2)
+	for i, j := range jobs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			img, err := j.build(ctx)
+			if err != nil {
+				errs[i] = fmt.Errorf("build %s:%s: %w", j.repo, j.tag, err)
+				return
+			}
+			built, err := img.Build()
+			if err != nil {
+				errs[i] = fmt.Errorf("build %s:%s: %w", j.repo, j.tag, err)
+				return
+			}
+			pushed, err := reg.Push(ctx, j.repo, j.tag, built)
+			if err != nil {
+				errs[i] = fmt.Errorf("push %s:%s: %w", j.repo, j.tag, err)
+				return
+			}
+			results[i] = Result{Ref: reg.Addr + "/" + j.repo + ":" + j.tag, Digest: built.ManifestDigest, Pushed: pushed}
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return results, err
+		}
+	}
+	return results, nil
+}

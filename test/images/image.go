@@ -1,0 +1,373 @@
+// Package images builds the FROM-scratch fixture images of kamal-operator's end-to-end tests and
+// pushes them to the test registry through the registry's HTTP API (Docker Registry v2), with no
+// Docker daemon and nothing pulled from outside.
+//
+// An image here is one layer (a tar of the files given) plus an image config, described by a
+// Docker schema 2 manifest, the format that every Docker Engine since 1.10 pulls. The layer is
+// written deterministically (fixed times, owners and order), so the same binary gives the same
+// digest and a push of an image the registry already holds under that tag sends nothing.
+package images
+
+import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"path"
+	"sort"
+	"strings"
+	"time"
+)
+
+// Media types of a Docker schema 2 image.
+const (
+	MediaTypeManifest = "application/vnd.docker.distribution.manifest.v2+json"
+	MediaTypeConfig   = "application/vnd.docker.container.image.v1+json"
+	MediaTypeLayer    = "application/vnd.docker.image.rootfs.diff.tar.gzip"
+)
+
+// File is one entry of an image's single layer.
+type File struct {
+	Path string // absolute path in the image, e.g. /usr/bin/caddy
+	Mode int64  // permission bits (and 01000 for sticky); 0 means 0644 for files, 0755 for dirs
+	Dir  bool
+	Data []byte
+}
+
+// Healthcheck is the image's HEALTHCHECK (Docker's format: Test is e.g. ["CMD", "/app", "healthcheck"]).
+type Healthcheck struct {
+	Test        []string      `json:"Test"`
+	Interval    time.Duration `json:"Interval,omitempty"`
+	Timeout     time.Duration `json:"Timeout,omitempty"`
+	StartPeriod time.Duration `json:"StartPeriod,omitempty"`
+	Retries     int           `json:"Retries,omitempty"`
+}
+
+// Image is a single-layer image built from Files.
+type Image struct {
+	Files        []File
+	Entrypoint   []string
+	Cmd          []string
+	Env          []string
+	WorkingDir   string
+	ExposedPorts []string // "80/tcp"
+	Volumes      []string
+	Labels       map[string]string
+	StopSignal   string
+	Healthcheck  *Healthcheck
+}
+
+// Built is an image ready to push: its blobs and manifest, with their digests.
+type Built struct {
+	Layer, Config, Manifest           []byte
+	LayerDigest, DiffID, ConfigDigest string
+	ManifestDigest                    string
+}
+
+var epoch = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
+
+func digestOf(b []byte) string {
+	s := sha256.Sum256(b)
+	return "sha256:" + hex.EncodeToString(s[:])
+}
+
+// Build writes the layer, config and manifest of img. The result depends only on img.
+func (img Image) Build() (*Built, error) {
+	files := append([]File(nil), img.Files...)
+	// Parent folders first, each once.
+	seen := map[string]bool{}
+	var all []File
+	var addDirs func(p string)
+	addDirs = func(p string) {
+		d := path.Dir(p)
+		if d == "/" || d == "." || seen[d] {
+			return
+		}
+		addDirs(d)
+		seen[d] = true
+		all = append(all, File{Path: d, Dir: true})
+	}
+	sort.Slice(files, func(i, j int) bool { return files[i].Path < files[j].Path })
+	for _, f := range files {
+		if !strings.HasPrefix(f.Path, "/") {
+			return nil, fmt.Errorf("image file path %q is not absolute", f.Path)
+		}
+		addDirs(f.Path)
+		if f.Dir {
+			if seen[f.Path] {
+				// an explicit entry replaces the implied one
+				for i := range all {
+					if all[i].Path == f.Path {
+						all[i] = f
+					}
+				}
+				continue
+			}
+			seen[f.Path] = true
+		}
+		all = append(all, f)
+	}
+
+	var raw bytes.Buffer
+	tw := tar.NewWriter(&raw)
+	for _, f := range all {
+		h := &tar.Header{
+			Name:    strings.TrimPrefix(f.Path, "/"),
+			ModTime: epoch,
+			Format:  tar.FormatUSTAR,
+		}
+		if f.Dir {
+			h.Typeflag = tar.TypeDir
+			h.Name += "/"
+			h.Mode = 0o755
+		} else {
+			h.Typeflag = tar.TypeReg
+			h.Mode = 0o644
+			h.Size = int64(len(f.Data))
+		}
+		if f.Mode != 0 {
+			h.Mode = f.Mode
+		}
+		if err := tw.WriteHeader(h); err != nil {
+			return nil, err
+		}
+		if !f.Dir {
+			if _, err := tw.Write(f.Data); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if err := tw.Close(); err != nil {
+		return nil, err
+	}
+	var gz bytes.Buffer
+	zw, err := gzip.NewWriterLevel(&gz, gzip.BestSpeed)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := zw.Write(raw.Bytes()); err != nil {
+		return nil, err
+	}
+	if err := zw.Close(); err != nil {
+		return nil, err
+	}
+
+	b := &Built{Layer: gz.Bytes(), DiffID: digestOf(raw.Bytes()), LayerDigest: digestOf(gz.Bytes())}
+
+	type containerConfig struct {
+		Env          []string            `json:"Env,omitempty"`
+		Entrypoint   []string            `json:"Entrypoint,omitempty"`
+		Cmd          []string            `json:"Cmd,omitempty"`
+		WorkingDir   string              `json:"WorkingDir,omitempty"`
+		ExposedPorts map[string]struct{} `json:"ExposedPorts,omitempty"`
+		Volumes      map[string]struct{} `json:"Volumes,omitempty"`
+		Labels       map[string]string   `json:"Labels,omitempty"`
+		StopSignal   string              `json:"StopSignal,omitempty"`
+		Healthcheck  *Healthcheck        `json:"Healthcheck,omitempty"`
+	}
+	cc := containerConfig{
+		Env: img.Env, Entrypoint: img.Entrypoint, Cmd: img.Cmd, WorkingDir: img.WorkingDir,
+		Labels: img.Labels, StopSignal: img.StopSignal, Healthcheck: img.Healthcheck,
+	}
+	if len(img.ExposedPorts) > 0 {
+		cc.ExposedPorts = map[string]struct{}{}
+		for _, p := range img.ExposedPorts {
+			cc.ExposedPorts[p] = struct{}{}
+		}
+	}
+	if len(img.Volumes) > 0 {
+		cc.Volumes = map[string]struct{}{}
+		for _, v := range img.Volumes {
+			cc.Volumes[v] = struct{}{}
+		}
+	}
+	cfg := map[string]any{
+		"architecture": "amd64",
+		"os":           "linux",
+		"created":      epoch.Format(time.RFC3339),
+		"config":       cc,
+		"rootfs":       map[string]any{"type": "layers", "diff_ids": []string{b.DiffID}},
+		"history":      []map[string]string{{"created": epoch.Format(time.RFC3339), "created_by": "kamal-operator test/images"}},
+	}
+	if b.Config, err = json.Marshal(cfg); err != nil {
+		return nil, err
+	}
+	b.ConfigDigest = digestOf(b.Config)
+
+	type descriptor struct {
+		MediaType string `json:"mediaType"`
+		Size      int    `json:"size"`
+		Digest    string `json:"digest"`
+	}
+	m := struct {
+		SchemaVersion int          `json:"schemaVersion"`
+		MediaType     string       `json:"mediaType"`
+		Config        descriptor   `json:"config"`
+		Layers        []descriptor `json:"layers"`
+	}{2, MediaTypeManifest,
+		descriptor{MediaTypeConfig, len(b.Config), b.ConfigDigest},
+		[]descriptor{{MediaTypeLayer, len(b.Layer), b.LayerDigest}}}
+	if b.Manifest, err = json.Marshal(m); err != nil {
+		return nil, err
+	}
+	b.ManifestDigest = digestOf(b.Manifest)
+	return b, nil
+}
+
+// Registry is a plain-HTTP Docker registry (v2 API) without authentication, such as the test
+// registry at 10.231.0.1:5000.
+type Registry struct {
+	Addr   string // host:port
+	Client *http.Client
+}
+
+func (r Registry) client() *http.Client {
+	if r.Client != nil {
+		return r.Client
+	}
+	return &http.Client{Timeout: 2 * time.Minute}
+}
+
+func (r Registry) url(p string) string { return "http://" + r.Addr + "/v2/" + p }
+
+func (r Registry) do(ctx context.Context, method, u string, body []byte, hdr map[string]string) (*http.Response, []byte, error) {
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u, rd)
+	if err != nil {
+		return nil, nil, err
+	}
+	if body != nil {
+		req.ContentLength = int64(len(body))
+	}
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	resp, err := r.client().Do(req)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	return resp, b, err
+}
+
+// Ping reports whether the registry answers its /v2/ endpoint.
+func (r Registry) Ping(ctx context.Context) error {
+	resp, _, err := r.do(ctx, http.MethodGet, r.url(""), nil, nil)
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("registry %s: /v2/ answered %s", r.Addr, resp.Status)
+	}
+	return nil
+}
+
+// ManifestDigest returns the digest of repo:tag, or "" if the registry does not have it.
+func (r Registry) ManifestDigest(ctx context.Context, repo, tag string) (string, error) {
+	resp, _, err := r.do(ctx, http.MethodHead, r.url(repo+"/manifests/"+url.PathEscape(tag)), nil,
+		map[string]string{"Accept": MediaTypeManifest})
+	if err != nil {
+		return "", err
+	}
+	switch resp.StatusCode {
+	case http.StatusOK:
+		return resp.Header.Get("Docker-Content-Digest"), nil
+	case http.StatusNotFound:
+		return "", nil
+	}
+	return "", fmt.Errorf("registry %s: HEAD manifest %s:%s: %s", r.Addr, repo, tag, resp.Status)
+}
+
+// Tags lists the tags of repo (nil if the repository does not exist).
+func (r Registry) Tags(ctx context.Context, repo string) ([]string, error) {
+	resp, body, err := r.do(ctx, http.MethodGet, r.url(repo+"/tags/list"), nil, nil)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode == http.StatusNotFound {
+		return nil, nil
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("registry %s: tags of %s: %s", r.Addr, repo, resp.Status)
+	}
+	var v struct {
+		Tags []string `json:"tags"`
+	}
+	if err := json.Unmarshal(body, &v); err != nil {
+		return nil, err
+	}
+	return v.Tags, nil
+}
+
+func (r Registry) pushBlob(ctx context.Context, repo, digest string, data []byte) error {
+	resp, _, err := r.do(ctx, http.MethodHead, r.url(repo+"/blobs/"+digest), nil, nil)
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode == http.StatusOK {
+		return nil
+	}
+	resp, body, err := r.do(ctx, http.MethodPost, r.url(repo+"/blobs/uploads/"), nil, nil)
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusAccepted {
+		return fmt.Errorf("registry %s: start upload to %s: %s %s", r.Addr, repo, resp.Status, body)
+	}
+	loc, err := resp.Request.URL.Parse(resp.Header.Get("Location"))
+	if err != nil {
+		return fmt.Errorf("registry %s: upload location: %w", r.Addr, err)
+	}
+	q := loc.Query()
+	q.Set("digest", digest)
+	loc.RawQuery = q.Encode()
+	resp, body, err = r.do(ctx, http.MethodPut, loc.String(), data,
+		map[string]string{"Content-Type": "application/octet-stream"})
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusCreated {
+		return fmt.Errorf("registry %s: upload %s to %s: %s %s", r.Addr, digest, repo, resp.Status, body)
+	}
+	return nil
+}
+
+// Push uploads b as repo:tag. It sends nothing and returns pushed=false when the registry already
+// has that tag with the same manifest digest.
+func (r Registry) Push(ctx context.Context, repo, tag string, b *Built) (pushed bool, err error) {
+	if have, err := r.ManifestDigest(ctx, repo, tag); err != nil {
+		return false, err
+	} else if have == b.ManifestDigest {
+		return false, nil
+	}
+	if err := r.pushBlob(ctx, repo, b.LayerDigest, b.Layer); err != nil {
+		return false, err
+	}
+	if err := r.pushBlob(ctx, repo, b.ConfigDigest, b.Config); err != nil {
+		return false, err
+	}
+	resp, body, err := r.do(ctx, http.MethodPut, r.url(repo+"/manifests/"+url.PathEscape(tag)), b.Manifest,
+		map[string]string{"Content-Type": MediaTypeManifest})
+	if err != nil {
+		return false, err
+	}
+	if resp.StatusCode != http.StatusCreated {
+		return false, fmt.Errorf("registry %s: put manifest %s:%s: %s %s", r.Addr, repo, tag, resp.Status, body)
+	}
+	if got := resp.Header.Get("Docker-Content-Digest"); got != "" && got != b.ManifestDigest {
+		return false, errors.New("registry " + r.Addr + ": manifest digest " + got + ", want " + b.ManifestDigest)
+	}
+	return true, nil
+}
