@@ -63,6 +63,11 @@ envtest: kube-binaries ## Tests against a real kube-apiserver, etcd and kubectl.
 e2e: kube-binaries ## End-to-end: real hosts (netns + sshd + dockerd), registry, Caddy, control plane. Needs root.
 	KAMAL_E2E=1 go test -count=1 -p 1 ./test/hosts/... ./test/e2e/... -v -timeout 45m
 
+.PHONY: bench
+bench: kube-binaries ## Benchmarks against real hosts (connection setup, API calls, steady state).
+	KAMAL_E2E=1 go test -count=1 -run '^$$' -bench 'Connect|Engine' -benchtime 20x ./test/e2e/ -timeout 30m
+	KAMAL_E2E=1 go test -count=1 -run '^$$' -bench 'SteadyState' -benchtime 1x ./test/e2e/ -timeout 30m
+
 .PHONY: kube-binaries
 kube-binaries: ## Build kube-apiserver, kubectl and etcd from their Go modules (cached in bin/k8s).
 	KUBE_VERSION=$(KUBE_VERSION) ETCD_VERSION=$(ETCD_VERSION) KUBE_ASSETS_DIR=$(KUBE_ASSETS) hack/build-kube-binaries.sh

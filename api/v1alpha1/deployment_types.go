@@ -414,6 +414,12 @@ type DeploymentStatus struct {
 	// +listMapKey=role
 	Targets []TargetStatus `json:"targets,omitempty"`
 
+	// FailedRevision identifies the spec (and resolved env) whose rollout failed its health
+	// check; it is not retried until the spec, a referenced Secret or ConfigMap, or the
+	// restartedAt annotation changes.
+	// +optional
+	FailedRevision string `json:"failedRevision,omitempty"`
+
 	// History of images rolled out, newest first; retained ones can be rolled back to by
 	// setting spec.image.
 	// +optional

@@ -93,16 +93,65 @@ func (a *Admin) Routes(ctx context.Context) ([]json.RawMessage, error) {
 	return rs, err
 }
 
-// UpsertRoute replaces the route with route's "@id" in place, or inserts it first (before the
-// fallback) when it does not exist. Caddy applies either change gracefully: in-flight requests
-// finish on the old config.
-func (a *Admin) UpsertRoute(ctx context.Context, id string, route map[string]any) error {
+// UpsertRoute replaces the route with id in place, or inserts it: first when it is specific
+// (names hosts or paths), else just before the fallback, so catch-alls never shadow others.
+// Caddy applies either change gracefully: in-flight requests finish on the old config.
+func (a *Admin) UpsertRoute(ctx context.Context, id string, route map[string]any, specific bool) error {
 	route["@id"] = id
 	err := a.do(ctx, http.MethodPatch, "/id/"+id, route, nil)
 	if !errors.Is(err, ErrNotFound) {
 		return err
 	}
-	return a.do(ctx, http.MethodPut, "/config/apps/http/servers/"+ServerName+"/routes/0", route, nil)
+	at := 0
+	if !specific {
+		rs, err := a.Routes(ctx)
+		if err != nil {
+			return err
+		}
+		at = max(len(rs)-1, 0)
+	}
+	return a.do(ctx, http.MethodPut, fmt.Sprintf("/config/apps/http/servers/%s/routes/%d", ServerName, at), route, nil)
+}
+
+// RoutedTo returns the upstream address ("container:port") of route id, "" when there is no
+// such route.
+func (a *Admin) RoutedTo(ctx context.Context, id string) (string, error) {
+	var r struct {
+		Handle []struct {
+			Handler   string `json:"handler"`
+			Upstreams []struct {
+				Dial string `json:"dial"`
+			} `json:"upstreams"`
+		} `json:"handle"`
+	}
+	if err := a.do(ctx, http.MethodGet, "/id/"+id, nil, &r); err != nil {
+		if errors.Is(err, ErrNotFound) {
+			return "", nil
+		}
+		return "", err
+	}
+	for _, h := range r.Handle {
+		if h.Handler == "reverse_proxy" && len(h.Upstreams) > 0 {
+			return h.Upstreams[0].Dial, nil
+		}
+	}
+	return "", nil
+}
+
+// InFlight returns the requests in flight per upstream address.
+func (a *Admin) InFlight(ctx context.Context) (map[string]int, error) {
+	var ups []struct {
+		Address     string `json:"address"`
+		NumRequests int    `json:"num_requests"`
+	}
+	if err := a.do(ctx, http.MethodGet, "/reverse_proxy/upstreams", nil, &ups); err != nil {
+		return nil, err
+	}
+	out := map[string]int{}
+	for _, u := range ups {
+		out[u.Address] = u.NumRequests
+	}
+	return out, nil
 }
 
 // DeleteRoute removes the route with id; a missing one is not an error.

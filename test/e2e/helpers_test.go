@@ -26,9 +26,9 @@ const (
 	reactWithin = 90 * time.Second
 )
 
-func newNamespace(t *testing.T) string { return framework.NewNamespace(t, k8s) }
+func newNamespace(t testing.TB) string { return framework.NewNamespace(t, k8s) }
 
-func keySecret(t *testing.T, ns string) {
+func keySecret(t testing.TB, ns string) {
 	t.Helper()
 	s := &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "deploy-key"},
@@ -54,7 +54,7 @@ func serverFor(ns, name string, h *hosts.Host) *kamalv1.Server {
 
 // createServer creates s and, when the test ends, deletes it and waits until the controller
 // has cleaned its host up.
-func createServer(t *testing.T, s *kamalv1.Server) {
+func createServer(t testing.TB, s *kamalv1.Server) {
 	t.Helper()
 	ctx := context.Background()
 	if err := k8s.Create(ctx, s); err != nil {
@@ -74,7 +74,7 @@ func createServer(t *testing.T, s *kamalv1.Server) {
 }
 
 // waitCondition waits until s's condition typ has status and reason for s's generation.
-func waitCondition(t *testing.T, s *kamalv1.Server, typ string, status metav1.ConditionStatus, reason string, within time.Duration) *metav1.Condition {
+func waitCondition(t testing.TB, s *kamalv1.Server, typ string, status metav1.ConditionStatus, reason string, within time.Duration) *metav1.Condition {
 	t.Helper()
 	var got *metav1.Condition
 	framework.Eventually(t, within, func() error {
@@ -90,7 +90,7 @@ func waitCondition(t *testing.T, s *kamalv1.Server, typ string, status metav1.Co
 	return got
 }
 
-func waitReady(t *testing.T, s *kamalv1.Server) {
+func waitReady(t testing.TB, s *kamalv1.Server) {
 	t.Helper()
 	waitCondition(t, s, kamalv1.ConditionReady, metav1.ConditionTrue, kamalv1.ReasonReconciled, readyWithin)
 }
@@ -113,7 +113,7 @@ func httpGet(h *hosts.Host, hostHeader, path string) (int, string, error) {
 }
 
 // hostExec runs a command on test host h (docker, ss …) and returns its output.
-func hostExec(t *testing.T, h *hosts.Host, args ...string) string {
+func hostExec(t testing.TB, h *hosts.Host, args ...string) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -124,7 +124,7 @@ func hostExec(t *testing.T, h *hosts.Host, args ...string) string {
 	return strings.TrimSpace(string(out))
 }
 
-func containerNames(t *testing.T, h *hosts.Host) []string {
+func containerNames(t testing.TB, h *hosts.Host) []string {
 	return strings.Fields(hostExec(t, h, "docker", "ps", "-a", "--format", "{{.Names}}"))
 }
 
@@ -138,7 +138,7 @@ func contains(list []string, s string) bool {
 }
 
 // sshConnections counts established TCP connections to h's sshd.
-func sshConnections(t *testing.T, h *hosts.Host) int {
+func sshConnections(t testing.TB, h *hosts.Host) int {
 	out := hostExec(t, h, "ss", "-Htn", "state", "established", "( sport = :22 )")
 	if out == "" {
 		return 0
@@ -146,7 +146,7 @@ func sshConnections(t *testing.T, h *hosts.Host) int {
 	return len(strings.Split(out, "\n"))
 }
 
-func waitEvent(t *testing.T, ns, name, reason string) {
+func waitEvent(t testing.TB, ns, name, reason string) {
 	t.Helper()
 	framework.Eventually(t, reactWithin, func() error { return framework.FindEvent(k8s, ns, name, reason) })
 }

@@ -106,7 +106,7 @@ func TestProxyRecreatedAndUpgradedKeepsRoutes(t *testing.T) {
 		"handle":   []any{map[string]any{"handler": "reverse_proxy", "upstreams": []any{map[string]any{"dial": "e2e-app:80"}}}},
 		"terminal": true,
 	}
-	if err := host.Proxy.UpsertRoute(ctx, "e2e-app", route); err != nil {
+	if err := host.Proxy.UpsertRoute(ctx, "e2e-app", route, true); err != nil {
 		t.Fatal(err)
 	}
 	servesV1 := func() error {

@@ -137,7 +137,7 @@ func (m *Manager) Stop() {
 }
 
 // NewNamespace gives a test its own namespace.
-func NewNamespace(t *testing.T, c client.Client) string {
+func NewNamespace(t testing.TB, c client.Client) string {
 	t.Helper()
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "t-"}}
 	if err := c.Create(context.Background(), ns); err != nil {
@@ -149,7 +149,7 @@ func NewNamespace(t *testing.T, c client.Client) string {
 // Eventually polls cond until it returns nil, failing the test with cond's last error when
 // timeout passes first. The controllers react to watches and events; the timeout only bounds a
 // broken run.
-func Eventually(t *testing.T, timeout time.Duration, cond func() error) {
+func Eventually(t testing.TB, timeout time.Duration, cond func() error) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
@@ -165,7 +165,7 @@ func Eventually(t *testing.T, timeout time.Duration, cond func() error) {
 }
 
 // Kstatus computes an object's status as Flux, Argo CD and kubectl wait read it.
-func Kstatus(t *testing.T, obj client.Object) status.Status {
+func Kstatus(t testing.TB, obj client.Object) status.Status {
 	t.Helper()
 	m, err := kruntime.DefaultUnstructuredConverter.ToUnstructured(obj)
 	if err != nil {

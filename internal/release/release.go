@@ -1,0 +1,144 @@
+// Package release turns a Deployment role into the container it should run — name, labels,
+// env, options, spec hash — and decides, from the containers observed on a host, the next step
+// on that host. It is pure: no I/O, so every decision is tested without hosts.
+package release
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"regexp"
+	"sort"
+	"strings"
+
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/network"
+	"github.com/moby/moby/client"
+
+	kamalv1 "github.com/kamal-operator/kamal-operator/api/v1alpha1"
+	"github.com/kamal-operator/kamal-operator/internal/docker"
+)
+
+// Network every app container joins, where the proxy reaches it by name.
+const Network = "kamal"
+
+// Version is the version an image reference names: its tag, or the first 12 hex digits of
+// its digest.
+func Version(image string) string {
+	if i := strings.Index(image, "@sha256:"); i >= 0 {
+		d := image[i+len("@sha256:"):]
+		if len(d) > 12 {
+			d = d[:12]
+		}
+		return d
+	}
+	last := image[strings.LastIndex(image, "/")+1:]
+	if i := strings.LastIndex(last, ":"); i >= 0 {
+		return last[i+1:]
+	}
+	return "latest"
+}
+
+// Role is everything that shapes one role's containers, resolved: env values are final.
+type Role struct {
+	Namespace  string
+	Deployment string
+	Name       string
+	Image      string
+	Cmd        []string
+	// Env in order, "NAME=value"; secret values included. Never logged.
+	Env     []string
+	Labels  map[string]string
+	Volumes []string
+	Options *kamalv1.ContainerOptions
+	Logging *kamalv1.Logging
+	// Proxy is the effective proxy of the role; nil when it has none.
+	Proxy *Proxy
+	// Restart is the restartedAt annotation: a new value rolls the same version again.
+	Restart string
+}
+
+// Version of the role's image.
+func (r *Role) Version() string { return Version(r.Image) }
+
+// Hash identifies everything that shapes the container, keyed with key (the Deployment's
+// UID), so a host user reading the label cannot test guesses of secret values against it.
+func (r *Role) Hash(key string) string {
+	b, _ := json.Marshal(r)
+	m := hmac.New(sha256.New, []byte(key))
+	m.Write(b)
+	return hex.EncodeToString(m.Sum(nil))[:16]
+}
+
+var nameUnsafe = regexp.MustCompile(`[^a-zA-Z0-9_.-]`)
+
+// ContainerName is `<deployment>-<role>-<version>`; a second container of the same version
+// (other env, a restart) adds the first 8 digits of its hash.
+func (r *Role) ContainerName(hash string, taken bool) string {
+	n := r.Deployment + "-" + r.Name + "-" + nameUnsafe.ReplaceAllString(r.Version(), "_")
+	if taken {
+		n += "-" + hash[:8]
+	}
+	return n
+}
+
+// Labels identifies a container of the role on a host; the controller finds everything it
+// manages by them, so a restarted controller knows what runs.
+func (r *Role) labels(hash string) map[string]string {
+	l := map[string]string{}
+	for k, v := range r.Labels {
+		l[k] = v
+	}
+	l[kamalv1.LabelManagedBy] = kamalv1.ManagerName
+	l[kamalv1.LabelNamespace] = r.Namespace
+	l[kamalv1.LabelDeployment] = r.Deployment
+	l[kamalv1.LabelRole] = r.Name
+	l[kamalv1.LabelVersion] = r.Version()
+	l[kamalv1.LabelSpecHash] = hash
+	return l
+}
+
+// CreateOptions is the Engine API request for the role's container.
+func (r *Role) CreateOptions(name, hash string) (client.ContainerCreateOptions, error) {
+	env := append([]string{
+		"KAMAL_CONTAINER_NAME=" + name,
+		"KAMAL_VERSION=" + r.Version(),
+	}, r.Env...)
+	cfg := &container.Config{Image: r.Image, Cmd: r.Cmd, Env: env, Labels: r.labels(hash)}
+	hc := &container.HostConfig{NetworkMode: container.NetworkMode(Network), Binds: r.Volumes}
+	if err := docker.ApplyOptions(r.Options, cfg, hc); err != nil {
+		return client.ContainerCreateOptions{}, err
+	}
+	docker.ApplyLogging(r.Logging, hc)
+	return client.ContainerCreateOptions{
+		Name: name, Config: cfg, HostConfig: hc,
+		NetworkingConfig: &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{Network: {}}},
+	}, nil
+}
+
+// Filters select the containers of a Deployment (and role, when given) on a host.
+func Filters(namespace, deployment, role string) client.Filters {
+	f := client.Filters{}.
+		Add("label", kamalv1.LabelNamespace+"="+namespace).
+		Add("label", kamalv1.LabelDeployment+"="+deployment)
+	if role != "" {
+		f = f.Add("label", kamalv1.LabelRole+"="+role)
+	}
+	return f
+}
+
+// SortedRoles returns the role names with the primary role first, then by name.
+func SortedRoles(roles map[string]kamalv1.Role, primary string) []string {
+	names := make([]string, 0, len(roles))
+	for n := range roles {
+		names = append(names, n)
+	}
+	sort.Slice(names, func(i, j int) bool {
+		if (names[i] == primary) != (names[j] == primary) {
+			return names[i] == primary
+		}
+		return names[i] < names[j]
+	})
+	return names
+}

@@ -1,0 +1,152 @@
+package release
+
+import (
+	"reflect"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+
+	kamalv1 "github.com/kamal-operator/kamal-operator/api/v1alpha1"
+)
+
+func TestVersion(t *testing.T) {
+	for image, want := range map[string]string{
+		"docker.io/shuirong/dokuya:2f3c9a1": "2f3c9a1",
+		"localhost:5000/app:v2":             "v2",
+		"localhost:5000/app":                "latest",
+		"app@sha256:" + "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef":             "0123456789ab",
+		"reg:5000/app:v1@sha256:" + "ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff": "ffffffffffff",
+	} {
+		if got := Version(image); got != want {
+			t.Errorf("Version(%q) = %q, want %q", image, got, want)
+		}
+	}
+}
+
+func TestHashChangesWithEveryInputAndKey(t *testing.T) {
+	base := Role{Namespace: "ns", Deployment: "app", Name: "web", Image: "a:v1", Env: []string{"A=1"}}
+	h := base.Hash("uid-1")
+	if h2 := base.Hash("uid-2"); h2 == h {
+		t.Error("hash ignores the key")
+	}
+	for name, mut := range map[string]func(*Role){
+		"env":     func(r *Role) { r.Env = []string{"A=2"} },
+		"image":   func(r *Role) { r.Image = "a:v2" },
+		"cmd":     func(r *Role) { r.Cmd = []string{"x"} },
+		"restart": func(r *Role) { r.Restart = "now" },
+		"proxy":   func(r *Role) { r.Proxy = &Proxy{AppPort: 80} },
+	} {
+		r := base
+		mut(&r)
+		if r.Hash("uid-1") == h {
+			t.Errorf("hash ignores %s", name)
+		}
+	}
+	if len(h) != 16 {
+		t.Errorf("hash %q", h)
+	}
+}
+
+func TestContainerName(t *testing.T) {
+	r := Role{Deployment: "dokuya", Name: "web", Image: "x/dokuya:2f3c9a1"}
+	if n := r.ContainerName("abcdef0123456789", false); n != "dokuya-web-2f3c9a1" {
+		t.Errorf("name %q", n)
+	}
+	if n := r.ContainerName("abcdef0123456789", true); n != "dokuya-web-2f3c9a1-abcdef01" {
+		t.Errorf("name %q", n)
+	}
+}
+
+func TestEffectiveProxy(t *testing.T) {
+	spec := &kamalv1.DeploymentSpec{
+		PrimaryRole: "web",
+		Roles: map[string]kamalv1.Role{
+			"web":  {},
+			"jobs": {},
+			"api":  {Proxy: &kamalv1.Proxy{Hosts: []string{"api.example.com"}, AppPort: ptr.To[int32](8080)}},
+			"off":  {Proxy: &kamalv1.Proxy{Enabled: ptr.To(false)}},
+		},
+		Proxy: &kamalv1.Proxy{Hosts: []string{"example.com"}, Healthcheck: &kamalv1.ProxyHealthcheck{Path: "/health", Interval: &metav1.Duration{Duration: 2 * time.Second}}},
+	}
+	web := EffectiveProxy(spec, "web")
+	if web == nil || !reflect.DeepEqual(web.Hosts, []string{"example.com"}) || web.AppPort != 80 || web.HealthPath != "/health" ||
+		web.HealthInterval != 2*time.Second || web.HealthTimeout != 5*time.Second || web.ResponseTimeout != 30*time.Second {
+		t.Errorf("web proxy = %+v", web)
+	}
+	if p := EffectiveProxy(spec, "jobs"); p != nil {
+		t.Errorf("non-primary role without proxy section got %+v", p)
+	}
+	if p := EffectiveProxy(spec, "off"); p != nil {
+		t.Errorf("disabled role got %+v", p)
+	}
+	api := EffectiveProxy(spec, "api")
+	if api == nil || api.Hosts[0] != "api.example.com" || api.AppPort != 8080 || api.HealthPath != "/health" {
+		t.Errorf("api proxy = %+v", api)
+	}
+	spec.Proxy.Enabled = ptr.To(false)
+	if p := EffectiveProxy(spec, "web"); p != nil {
+		t.Errorf("primary role with proxy disabled got %+v", p)
+	}
+}
+
+func TestPlanTarget(t *testing.T) {
+	const hash = "h2"
+	old := Observed{Name: "app-web-v1", Hash: "h1", Running: true, Created: 1}
+	fresh := Observed{Name: "app-web-v2", Hash: "h2", Running: true, Created: 5}
+	stoppedNew := Observed{Name: "app-web-v2", Hash: "h2", Running: false, Created: 5}
+	retained := func(i int64) Observed { return Observed{Name: "r", Hash: "old", Created: i} }
+
+	p := PlanTarget(hash, "app-web-v2", []Observed{old}, true, "app-web-v1", 5)
+	if p.Desired != nil || len(p.Old) != 1 || p.Converged {
+		t.Errorf("fresh rollout plan = %+v", p)
+	}
+	p = PlanTarget(hash, "app-web-v2", []Observed{old, fresh}, true, "app-web-v1", 5)
+	if p.Desired == nil || p.Desired.Name != "app-web-v2" || len(p.Old) != 1 || p.Converged {
+		t.Errorf("started but not switched = %+v", p)
+	}
+	p = PlanTarget(hash, "app-web-v2", []Observed{fresh}, true, "app-web-v2", 5)
+	if !p.Converged {
+		t.Errorf("switched and old stopped should converge: %+v", p)
+	}
+	p = PlanTarget(hash, "app-web-v2", []Observed{fresh}, false, "", 5)
+	if !p.Converged {
+		t.Errorf("unproxied role converges on running: %+v", p)
+	}
+	// A retained (stopped) container of the desired hash is reused: rollback without a pull.
+	p = PlanTarget(hash, "app-web-v2", []Observed{old, stoppedNew}, true, "app-web-v1", 5)
+	if p.Desired == nil || p.Desired.Running || p.Converged {
+		t.Errorf("rollback plan = %+v", p)
+	}
+	// The plain name is taken by a container of the same version with other settings.
+	p = PlanTarget(hash, "app-web-v2", []Observed{{Name: "app-web-v2", Hash: "h0", Running: true}}, true, "app-web-v2", 5)
+	if !p.NameTaken {
+		t.Error("NameTaken not set")
+	}
+	// Retention keeps the newest stopped ones, prunes oldest first.
+	obs := []Observed{fresh}
+	for i := int64(1); i <= 4; i++ {
+		obs = append(obs, retained(i))
+	}
+	p = PlanTarget(hash, "app-web-v2", obs, true, "app-web-v2", 2)
+	if len(p.Prune) != 2 || p.Prune[0].Created != 1 || p.Prune[1].Created != 2 || !p.Converged {
+		t.Errorf("prune = %+v", p.Prune)
+	}
+	// An unhealthy desired container is not converged.
+	sick := fresh
+	sick.Health = "unhealthy"
+	if p := PlanTarget(hash, "app-web-v2", []Observed{sick}, false, "", 5); p.Converged {
+		t.Error("unhealthy container counted as converged")
+	}
+}
+
+func TestBatchSize(t *testing.T) {
+	for _, c := range []struct{ n, count, pct, want int }{
+		{3, 1, 0, 1}, {3, 2, 0, 2}, {3, 10, 0, 3}, {4, 0, 50, 2}, {3, 0, 25, 1}, {10, 0, 100, 10}, {0, 1, 0, 1},
+	} {
+		if got := BatchSize(c.n, c.count, c.pct); got != c.want {
+			t.Errorf("BatchSize(%d, %d, %d%%) = %d, want %d", c.n, c.count, c.pct, got, c.want)
+		}
+	}
+}

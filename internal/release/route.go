@@ -1,0 +1,72 @@
+package release
+
+import (
+	"fmt"
+	"strings"
+)
+
+// RouteID is the stable id of a role's route in a host's proxy.
+func RouteID(namespace, deployment, role string) string {
+	return "kamal-" + namespace + "-" + deployment + "-" + role
+}
+
+// Upstream is how the proxy dials a container: by name on the kamal network.
+func (p *Proxy) Upstream(container string) string {
+	return fmt.Sprintf("%s:%d", container, p.AppPort)
+}
+
+// Route is the Caddy route sending the role's hosts and paths to container.
+func (p *Proxy) Route(container string) map[string]any {
+	match := map[string]any{}
+	if len(p.Hosts) > 0 {
+		match["host"] = p.Hosts
+	}
+	var handle []any
+	if len(p.PathPrefixes) > 0 {
+		var paths []string
+		for _, pre := range p.PathPrefixes {
+			pre = strings.TrimSuffix(pre, "/")
+			paths = append(paths, pre, pre+"/*")
+		}
+		match["path"] = paths
+	}
+	if p.MaxRequestBody > 0 {
+		handle = append(handle, map[string]any{"handler": "request_body", "max_size": p.MaxRequestBody})
+	}
+	rp := map[string]any{
+		"handler":   "reverse_proxy",
+		"upstreams": []any{map[string]any{"dial": p.Upstream(container)}},
+		"transport": map[string]any{"protocol": "http", "response_header_timeout": p.ResponseTimeout.String()},
+	}
+	if p.ForwardHeaders {
+		// Trust the client's X-Forwarded-* from anywhere, as Kamal's forward_headers does.
+		rp["trusted_proxies"] = []string{"0.0.0.0/0", "::/0"}
+	}
+	if p.RequestBuffer > 0 {
+		rp["request_buffers"] = p.RequestBuffer
+	}
+	if p.ResponseBuffer > 0 {
+		rp["response_buffers"] = p.ResponseBuffer
+	}
+	if len(p.PathPrefixes) > 0 && p.StripPathPrefix {
+		// One prefix matched; strip whichever it was.
+		var strip []any
+		for _, pre := range p.PathPrefixes {
+			pre = strings.TrimSuffix(pre, "/")
+			strip = append(strip, map[string]any{
+				"match":  []any{map[string]any{"path": []string{pre, pre + "/*"}}},
+				"handle": []any{map[string]any{"handler": "rewrite", "strip_path_prefix": pre}},
+			})
+		}
+		handle = append(handle, map[string]any{"handler": "subroute", "routes": strip})
+	}
+	handle = append(handle, rp)
+	route := map[string]any{"handle": handle, "terminal": true}
+	if len(match) > 0 {
+		route["match"] = []any{match}
+	}
+	return route
+}
+
+// Specific says the route names hosts or paths; a catch-all route goes after all of them.
+func (p *Proxy) Specific() bool { return len(p.Hosts) > 0 || len(p.PathPrefixes) > 0 }
