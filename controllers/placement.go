@@ -39,3 +39,12 @@ func placeAll(ctx context.Context, c client.Reader, namespace string, selectors 
 	}
 	return out, nil, nil
 }
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}

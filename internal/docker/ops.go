@@ -50,21 +50,22 @@ func EnsureNetwork(ctx context.Context, cli *client.Client, name string) error {
 	return nil
 }
 
-// EnsureImage pulls ref unless the host has it. registryAuth is the base64 JSON credential
-// sent with this pull only; nothing is written to the host's docker config.
-func EnsureImage(ctx context.Context, cli *client.Client, ref, registryAuth string) error {
+// EnsureImage pulls ref unless the host has it, and says whether it pulled. registryAuth is
+// the base64 JSON credential sent with this pull only; nothing is written to the host's docker
+// config.
+func EnsureImage(ctx context.Context, cli *client.Client, ref, registryAuth string) (bool, error) {
 	if _, err := cli.ImageInspect(ctx, ref); err == nil {
-		return nil
+		return false, nil
 	} else if !IsNotFound(err) {
-		return err
+		return false, err
 	}
 	resp, err := cli.ImagePull(ctx, ref, client.ImagePullOptions{RegistryAuth: registryAuth})
 	if err != nil {
-		return fmt.Errorf("pulling %s: %w", ref, err)
+		return false, fmt.Errorf("pulling %s: %w", ref, err)
 	}
 	defer resp.Close()
 	if err := resp.Wait(ctx); err != nil {
-		return fmt.Errorf("pulling %s: %w", ref, err)
+		return false, fmt.Errorf("pulling %s: %w", ref, err)
 	}
-	return nil
+	return true, nil
 }

@@ -179,7 +179,7 @@ func Ensure(ctx context.Context, cli *client.Client, s Settings) (Action, error)
 		}
 		return ActionStarted, nil
 	}
-	if err := docker.EnsureImage(ctx, cli, s.Image, ""); err != nil {
+	if _, err := docker.EnsureImage(ctx, cli, s.Image, ""); err != nil {
 		return ActionNone, err
 	}
 	action := ActionCreated

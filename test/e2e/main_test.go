@@ -25,13 +25,14 @@ var (
 	start = map[string]time.Duration{}
 )
 
-// The hosts of the suite: 1 and 2 on the bridge, 3 reachable only through 1, 4 with sshd
+// The hosts of the suite: 1, 2 and 3 on the bridge, 4 reachable only through 1, 5 with sshd
 // refusing stream-local forwarding.
 const (
 	hostMain     = 1
 	hostOther    = 2
-	hostBehind   = 3
-	hostNoStream = 4
+	hostThird    = 3
+	hostBehind   = 4
+	hostNoStream = 5
 )
 
 func TestMain(m *testing.M) {
@@ -58,7 +59,7 @@ func run(m *testing.M) int {
 	t0 := time.Now()
 	var err error
 	env, err = hosts.Start(ctx, hosts.Options{
-		Hosts: []hosts.HostOptions{{}, {}, {Behind: hostMain}, {NoStreamLocalForwarding: true}},
+		Hosts: []hosts.HostOptions{{}, {}, {}, {Behind: hostMain}, {NoStreamLocalForwarding: true}},
 		Logf:  func(f string, a ...any) { fmt.Printf("hosts: "+f+"\n", a...) },
 	})
 	start["hosts"] = time.Since(t0)

@@ -162,13 +162,20 @@ func TestDeploymentStallsOnMissingReferencesAndPlacement(t *testing.T) {
 		t.Errorf("message %q does not name the role", c.Message)
 	}
 
-	// A matching Server clears it.
+	// A matching Server clears it; the hosts cannot be reached (the Servers' key Secret is
+	// missing), which the status names, and which retrying may fix.
 	jobs := validServer(ns)
 	jobs.Name, jobs.Labels = "jobs-1", map[string]string{"tier": "jobs"}
 	if err := k8s.Create(ctx, jobs); err != nil {
 		t.Fatal(err)
 	}
-	waitReady(t, d, conds, kamalv1.ReasonPending)
+	c = waitReady(t, d, conds, kamalv1.ReasonUnreachable)
+	if !strings.Contains(c.Message, "jobs-1") || !strings.Contains(c.Message, "web-1") {
+		t.Errorf("message %q does not name the unreachable servers", c.Message)
+	}
+	if d.Status.ServersReady != "0/2" || len(d.Status.Targets) != 2 || d.Status.Targets[0].State != kamalv1.TargetUnreachable {
+		t.Errorf("status = %s %+v", d.Status.ServersReady, d.Status.Targets)
+	}
 	for _, c := range d.Status.Conditions {
 		if strings.Contains(c.Message, "postgres://") {
 			t.Errorf("condition leaks a secret value: %+v", c)

@@ -1,0 +1,306 @@
+package controllers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/moby/moby/api/types/container"
+	dockerclient "github.com/moby/moby/client"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/client-go/tools/events"
+
+	kamalv1 "github.com/kamal-operator/kamal-operator/api/v1alpha1"
+	"github.com/kamal-operator/kamal-operator/internal/docker"
+	"github.com/kamal-operator/kamal-operator/internal/fleet"
+	"github.com/kamal-operator/kamal-operator/internal/release"
+)
+
+// target is one role on one server during a reconcile.
+type target struct {
+	server string
+	host   *fleet.Host
+	role   *release.Role
+	hash   string
+	plan   release.Plan
+	// routed is the container the role's route sends to on this host ("" when none).
+	routed string
+}
+
+// healthError is a new container that never became healthy: retrying the same spec will not
+// help, so it halts the rollout.
+type healthError struct{ msg string }
+
+func (e *healthError) Error() string { return e.msg }
+
+// observeHost lists the Deployment's containers on a host, by role.
+func observeHost(ctx context.Context, h *fleet.Host, namespace, deployment string) (map[string][]release.Observed, error) {
+	res, err := h.Docker.ContainerList(ctx, dockerclient.ContainerListOptions{All: true, Filters: release.Filters(namespace, deployment, "")})
+	if err != nil {
+		return nil, err
+	}
+	out := map[string][]release.Observed{}
+	for _, c := range res.Items {
+		name := ""
+		if len(c.Names) > 0 {
+			name = strings.TrimPrefix(c.Names[0], "/")
+		}
+		health := ""
+		switch {
+		case strings.Contains(c.Status, "(healthy)"):
+			health = "healthy"
+		case strings.Contains(c.Status, "(unhealthy)"):
+			health = "unhealthy"
+		case strings.Contains(c.Status, "health: starting"):
+			health = "starting"
+		}
+		role := c.Labels[kamalv1.LabelRole]
+		out[role] = append(out[role], release.Observed{
+			ID: c.ID, Name: name, Hash: c.Labels[kamalv1.LabelSpecHash], Version: c.Labels[kamalv1.LabelVersion],
+			Image: c.Image, Running: c.State == container.StateRunning, Health: health, Created: c.Created,
+		})
+	}
+	return out, nil
+}
+
+// deployer carries what every target of one reconcile shares.
+type deployer struct {
+	d        *kamalv1.Deployment
+	auth     string
+	recorder events.EventRecorder
+	// starting is called once before the first change to a host, to publish progress.
+	starting func()
+	once     sync.Once
+}
+
+func (dp *deployer) event(typ, reason, format string, args ...any) {
+	dp.recorder.Eventf(dp.d, nil, typ, reason, "Deploy", format, args...)
+}
+
+// deploy brings one target to its desired container with zero downtime: start the new one
+// next to the old, wait until it is healthy, switch the route, let the old drain, stop it,
+// prune beyond retention. Each step is idempotent, so a restarted controller resumes.
+func (dp *deployer) deploy(ctx context.Context, t *target) error {
+	if t.plan.Converged {
+		return dp.prune(ctx, t)
+	}
+	if dp.starting != nil {
+		dp.once.Do(dp.starting)
+	}
+	cli := t.host.Docker
+	ro := dp.d.Spec.Rollout
+	desired := t.plan.Desired
+	created := false
+	if desired == nil {
+		pulled, err := docker.EnsureImage(ctx, cli, t.role.Image, dp.auth)
+		if err != nil {
+			return fmt.Errorf("on %s: %w", t.server, err)
+		}
+		if pulled {
+			dp.event(corev1.EventTypeNormal, "Pulled", "pulled %s on %s", t.role.Image, t.server)
+		}
+		name := t.role.ContainerName(t.hash, t.plan.NameTaken)
+		opts, err := t.role.CreateOptions(name, t.hash)
+		if err != nil {
+			return err
+		}
+		res, err := cli.ContainerCreate(ctx, opts)
+		if err != nil {
+			return fmt.Errorf("creating %s on %s: %w", name, t.server, err)
+		}
+		desired = &release.Observed{ID: res.ID, Name: name, Hash: t.hash}
+		created = true
+	}
+	if !desired.Running {
+		if _, err := cli.ContainerStart(ctx, desired.ID, dockerclient.ContainerStartOptions{}); err != nil {
+			return fmt.Errorf("starting %s on %s: %w", desired.Name, t.server, err)
+		}
+		dp.event(corev1.EventTypeNormal, "Started", "started %s on %s", desired.Name, t.server)
+	}
+
+	if err := dp.waitReady(ctx, t, desired); err != nil {
+		// The new container never serves: the old one keeps the traffic.
+		stop := 1
+		_, _ = cli.ContainerStop(ctx, desired.ID, dockerclient.ContainerStopOptions{Timeout: &stop})
+		if created {
+			_, _ = cli.ContainerRemove(ctx, desired.ID, dockerclient.ContainerRemoveOptions{Force: true})
+		}
+		return err
+	}
+
+	if p := t.role.Proxy; p != nil && t.routed != desired.Name {
+		id := release.RouteID(t.role.Namespace, t.role.Deployment, t.role.Name)
+		if err := t.host.Proxy.UpsertRoute(ctx, id, p.Route(desired.Name), p.Specific()); err != nil {
+			return fmt.Errorf("switching the route on %s: %w", t.server, err)
+		}
+		dp.event(corev1.EventTypeNormal, "Switched", "%s now serves %s on %s", desired.Name, strings.Join(append([]string{}, p.Hosts...), ","), t.server)
+		dp.drain(ctx, t, p)
+	}
+
+	stopTimeout := int(ro.StopTimeout.Duration.Seconds())
+	for _, old := range t.plan.Old {
+		if _, err := cli.ContainerStop(ctx, old.ID, dockerclient.ContainerStopOptions{Timeout: &stopTimeout}); err != nil && !docker.IsNotFound(err) {
+			return fmt.Errorf("stopping %s on %s: %w", old.Name, t.server, err)
+		}
+		dp.event(corev1.EventTypeNormal, "Stopped", "stopped %s on %s", old.Name, t.server)
+	}
+	return dp.prune(ctx, t)
+}
+
+// waitReady waits until the new container is healthy: an HTTP check through the SSH
+// connection for a proxied role, else Docker's health status or readinessDelay.
+func (dp *deployer) waitReady(ctx context.Context, t *target, c *release.Observed) error {
+	ro := dp.d.Spec.Rollout
+	deadline := time.Now().Add(ro.DeployTimeout.Duration)
+	if t.role.Proxy != nil {
+		return httpHealthy(ctx, t, c, deadline)
+	}
+	delay := ro.ReadinessDelay.Duration
+	readyAt := time.Now().Add(delay)
+	for {
+		in, err := t.host.Docker.ContainerInspect(ctx, c.ID, dockerclient.ContainerInspectOptions{})
+		if err != nil {
+			return fmt.Errorf("inspecting %s on %s: %w", c.Name, t.server, err)
+		}
+		st := in.Container.State
+		switch {
+		case st == nil || !st.Running:
+			code := 0
+			if st != nil {
+				code = st.ExitCode
+			}
+			return &healthError{fmt.Sprintf("%s on %s exited (code %d) before it was ready", c.Name, t.server, code)}
+		case st.Health != nil:
+			switch st.Health.Status {
+			case container.Healthy:
+				return nil
+			case container.Unhealthy:
+				return &healthError{fmt.Sprintf("%s on %s reports unhealthy", c.Name, t.server)}
+			}
+		case !time.Now().Before(readyAt):
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return &healthError{fmt.Sprintf("%s on %s was not healthy within deployTimeout %s", c.Name, t.server, ro.DeployTimeout.Duration)}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+// httpHealthy polls the container's health check path on its kamal address, through the
+// host's SSH connection, until it answers 2xx or the deadline passes.
+func httpHealthy(ctx context.Context, t *target, c *release.Observed, deadline time.Time) error {
+	p := t.role.Proxy
+	in, err := t.host.Docker.ContainerInspect(ctx, c.ID, dockerclient.ContainerInspectOptions{})
+	if err != nil {
+		return fmt.Errorf("inspecting %s on %s: %w", c.Name, t.server, err)
+	}
+	var ip string
+	if ns := in.Container.NetworkSettings; ns != nil {
+		if ep := ns.Networks[release.Network]; ep != nil && ep.IPAddress.IsValid() {
+			ip = ep.IPAddress.String()
+		}
+	}
+	if ip == "" {
+		return fmt.Errorf("%s on %s has no address on the %s network", c.Name, t.server, release.Network)
+	}
+	hc := &http.Client{
+		Transport: &http.Transport{
+			DialContext:       func(ctx context.Context, _, addr string) (net.Conn, error) { return t.host.Conn.DialTCP(ctx, addr) },
+			DisableKeepAlives: true,
+		},
+		Timeout:       p.HealthTimeout,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+	url := fmt.Sprintf("http://%s%s", net.JoinHostPort(ip, fmt.Sprint(p.AppPort)), p.HealthPath)
+	last := "no answer yet"
+	for {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		resp, err := hc.Do(req)
+		if err == nil {
+			_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+			resp.Body.Close()
+			if resp.StatusCode >= 200 && resp.StatusCode < 300 {
+				return nil
+			}
+			last = resp.Status
+			if loc := resp.Header.Get("Location"); loc != "" {
+				last += " (redirect to " + loc + ")"
+			}
+		} else {
+			last = err.Error()
+			if i := strings.LastIndex(last, ": "); i >= 0 {
+				last = last[i+2:]
+			}
+		}
+		if time.Now().After(deadline) {
+			return &healthError{fmt.Sprintf("health check GET %s on port %d of %s (%s) did not pass within deployTimeout: last answer %s",
+				p.HealthPath, p.AppPort, c.Name, t.server, last)}
+		}
+		if in, err := t.host.Docker.ContainerInspect(ctx, c.ID, dockerclient.ContainerInspectOptions{}); err == nil && in.Container.State != nil && !in.Container.State.Running {
+			return &healthError{fmt.Sprintf("%s on %s exited (code %d) during its health check", c.Name, t.server, in.Container.State.ExitCode)}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(p.HealthInterval):
+		}
+	}
+}
+
+// drain waits until the old containers have no requests in flight in the proxy, or until
+// drainTimeout; the stop that follows sends SIGTERM, which lets the app finish what is left.
+func (dp *deployer) drain(ctx context.Context, t *target, p *release.Proxy) {
+	deadline := time.Now().Add(dp.d.Spec.Rollout.DrainTimeout.Duration)
+	for time.Now().Before(deadline) {
+		inflight, err := t.host.Proxy.InFlight(ctx)
+		if err != nil {
+			return
+		}
+		busy := false
+		for _, old := range t.plan.Old {
+			if inflight[p.Upstream(old.Name)] > 0 {
+				busy = true
+			}
+		}
+		if !busy {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// prune removes stopped containers beyond retainContainers, and their images when no other
+// container uses them.
+func (dp *deployer) prune(ctx context.Context, t *target) error {
+	for _, c := range t.plan.Prune {
+		if _, err := t.host.Docker.ContainerRemove(ctx, c.ID, dockerclient.ContainerRemoveOptions{}); err != nil && !docker.IsNotFound(err) {
+			return fmt.Errorf("pruning %s on %s: %w", c.Name, t.server, err)
+		}
+		if _, err := t.host.Docker.ImageRemove(ctx, c.Image, dockerclient.ImageRemoveOptions{}); err != nil && !docker.IsNotFound(err) && !docker.IsConflict(err) {
+			return fmt.Errorf("pruning image %s on %s: %w", c.Image, t.server, err)
+		}
+		dp.event(corev1.EventTypeNormal, "Pruned", "removed %s on %s (beyond retainContainers)", c.Name, t.server)
+	}
+	return nil
+}
+
+// isHealthError reports whether err halts the rollout.
+func isHealthError(err error) bool {
+	var h *healthError
+	return errors.As(err, &h)
+}
