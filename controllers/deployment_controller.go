@@ -48,6 +48,9 @@ type DeploymentReconciler struct {
 	Fleet    *fleet.Fleet
 
 	wake chan event.GenericEvent
+	// lastBatch is when the last batch of a role finished, so rollout.wait holds even when
+	// events wake the Deployment early. A restarted controller starts the next batch at once.
+	lastBatch sync.Map // "<namespace>/<deployment>/<role>" -> time.Time
 }
 
 // +kubebuilder:rbac:groups=kamal.operator.dev,resources=deployments,verbs=get;list;watch;update;patch
@@ -411,6 +414,16 @@ func (r *DeploymentReconciler) rolloutRole(ctx context.Context, dp *deployer, ro
 		}
 	}
 	size := release.BatchSize(len(servers), count, pct)
+	batchKey := d.Namespace + "/" + d.Name + "/" + role.Name
+	wait := time.Duration(0)
+	if w := d.Spec.Rollout.Wait; w != nil {
+		wait = w.Duration
+	}
+	if last, ok := r.lastBatch.Load(batchKey); ok && len(pending) > 0 {
+		if left := wait - time.Since(last.(time.Time)); left > 0 {
+			return ctrl.Result{RequeueAfter: left}, nil
+		}
+	}
 	for start := 0; start < len(pending); start += size {
 		batch := pending[start:min(start+size, len(pending))]
 		var wg sync.WaitGroup
@@ -434,9 +447,13 @@ func (r *DeploymentReconciler) rolloutRole(ctx context.Context, dp *deployer, ro
 		if firstErr != nil {
 			return ctrl.Result{}, firstErr
 		}
-		if w := d.Spec.Rollout.Wait; w != nil && w.Duration > 0 && start+size < len(pending) {
-			return ctrl.Result{RequeueAfter: w.Duration}, nil
+		r.lastBatch.Store(batchKey, time.Now())
+		if wait > 0 && start+size < len(pending) {
+			return ctrl.Result{RequeueAfter: wait}, nil
 		}
+	}
+	if len(pending) == 0 {
+		r.lastBatch.Delete(batchKey)
 	}
 	return ctrl.Result{}, nil
 }
@@ -609,4 +626,3 @@ func (r *DeploymentReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Named("deployment").
 		Complete(r)
 }
-

@@ -8,7 +8,9 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
@@ -92,13 +94,18 @@ func (d *Dialer) DialContext(ctx context.Context, _, _ string) (net.Conn, error)
 }
 
 // NewClient returns an Engine API client that negotiates the API version with the host, so
-// Debian bookworm's engine (API 1.41) and newer ones both work.
-func NewClient(d *Dialer) (*client.Client, error) {
-	return client.New(
-		client.WithHost("unix://"+DefaultSocket),
+// Debian bookworm's engine (API 1.41) and newer ones both work. Each request adds one to
+// requests, when given, so the controller's load on a host can be measured.
+func NewClient(d *Dialer, requests *atomic.Int64) (*client.Client, error) {
+	opts := []client.Opt{
+		client.WithHost("unix://" + DefaultSocket),
 		client.WithDialContext(d.DialContext),
 		client.WithAPIVersionNegotiation(),
-	)
+	}
+	if requests != nil {
+		opts = append(opts, client.WithHTTPRequestHook(func(*http.Request) error { requests.Add(1); return nil }))
+	}
+	return client.New(opts...)
 }
 
 // IsNotFound reports whether err says the object does not exist.

@@ -7,6 +7,7 @@ import (
 	"context"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -26,6 +27,9 @@ type Host struct {
 	Dialer *docker.Dialer
 	Docker *client.Client
 	Proxy  *proxy.Admin
+	// Requests counts Engine API and proxy admin requests made to this host (the events
+	// stream counts once).
+	Requests *atomic.Int64
 }
 
 // Event is a container event on a host, for a container the controller manages.
@@ -81,14 +85,19 @@ func (f *Fleet) Connect(ctx context.Context, key string, t *remote.Target, socke
 		_ = old.Docker.Close()
 	}
 	d := docker.NewDialer(conn, socket)
-	cli, err := docker.NewClient(d)
+	requests := new(atomic.Int64)
+	if old := f.hosts[key]; old != nil {
+		requests = old.Requests // one count per host across reconnects
+	}
+	cli, err := docker.NewClient(d, requests)
 	if err != nil {
 		return nil, err
 	}
 	h := &Host{
-		Key: key, Conn: conn, Dialer: d, Docker: cli,
+		Key: key, Conn: conn, Dialer: d, Docker: cli, Requests: requests,
 		Proxy: proxy.NewAdmin(func(ctx context.Context) (net.Conn, error) { return conn.DialUnix(ctx, proxy.AdminSocket) }),
 	}
+	h.Proxy.Requests = requests
 	f.hosts[key] = h
 	go f.watch(h)
 	return h, nil

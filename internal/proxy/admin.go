@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"sync/atomic"
 	"time"
 )
 
@@ -16,6 +17,8 @@ import (
 // through the host's SSH connection).
 type Admin struct {
 	http *http.Client
+	// Requests, when set, counts the requests made.
+	Requests *atomic.Int64
 }
 
 // NewAdmin returns an admin client whose every request opens a stream with dial.
@@ -48,6 +51,9 @@ func (a *Admin) do(ctx context.Context, method, path string, body any, out any) 
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
+	}
+	if a.Requests != nil {
+		a.Requests.Add(1)
 	}
 	resp, err := a.http.Do(req)
 	if err != nil {

@@ -16,6 +16,7 @@ import (
 	"io"
 	"net/netip"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/moby/moby/api/types/container"
@@ -70,10 +71,14 @@ func SettingsFor(p kamalv1.ServerProxy, defaultImage string) Settings {
 	return s
 }
 
+// containerRevision changes when CreateOptions changes shape, so existing proxies are
+// replaced with the new shape.
+const containerRevision = "2"
+
 // Hash identifies the settings; a container with another hash is replaced.
 func (s Settings) Hash() string {
 	b, _ := json.Marshal(s)
-	sum := sha256.Sum256(append(b, InitialConfig()...))
+	sum := sha256.Sum256(append(append(b, InitialConfig()...), containerRevision...))
 	return hex.EncodeToString(sum[:])[:16]
 }
 
@@ -128,6 +133,13 @@ func (s Settings) CreateOptions() (client.ContainerCreateOptions, error) {
 		return client.ContainerCreateOptions{}, err
 	}
 	docker.ApplyLogging(s.Logging, hc)
+	// Every config change makes Caddy open a new SO_REUSEPORT listener and close the old one;
+	// without this, connections waiting in the old one's accept queue are reset, and a
+	// client sees a request fail during a deploy. Linux 5.14+ migrates them instead.
+	if hc.Sysctls == nil {
+		hc.Sysctls = map[string]string{}
+	}
+	hc.Sysctls[migrateSysctl] = "1"
 	ips := s.BindIPs
 	if len(ips) == 0 {
 		ips = []string{""}
@@ -197,17 +209,33 @@ func Ensure(ctx context.Context, cli *client.Client, s Settings) (Action, error)
 	if err != nil {
 		return ActionNone, err
 	}
-	created, err := cli.ContainerCreate(ctx, opts)
+	err = createAndStart(ctx, cli, opts)
+	if err != nil && strings.Contains(err.Error(), migrateSysctl) {
+		// A kernel older than 5.14 lacks the sysctl: run without it.
+		delete(opts.HostConfig.Sysctls, migrateSysctl)
+		err = createAndStart(ctx, cli, opts)
+	}
 	if err != nil {
-		return ActionNone, fmt.Errorf("creating %s: %w", ContainerName, err)
-	}
-	if _, err := cli.CopyToContainer(ctx, created.ID, client.CopyToContainerOptions{DestinationPath: "/", Content: configTar()}); err != nil {
-		return ActionNone, fmt.Errorf("writing %s config: %w", ContainerName, err)
-	}
-	if _, err := cli.ContainerStart(ctx, created.ID, client.ContainerStartOptions{}); err != nil {
-		return ActionNone, fmt.Errorf("starting %s: %w", ContainerName, err)
+		return ActionNone, err
 	}
 	return action, nil
+}
+
+const migrateSysctl = "net.ipv4.tcp_migrate_req"
+
+func createAndStart(ctx context.Context, cli *client.Client, opts client.ContainerCreateOptions) error {
+	created, err := cli.ContainerCreate(ctx, opts)
+	if err != nil {
+		return fmt.Errorf("creating %s: %w", ContainerName, err)
+	}
+	if _, err := cli.CopyToContainer(ctx, created.ID, client.CopyToContainerOptions{DestinationPath: "/", Content: configTar()}); err != nil {
+		return fmt.Errorf("writing %s config: %w", ContainerName, err)
+	}
+	if _, err := cli.ContainerStart(ctx, created.ID, client.ContainerStartOptions{}); err != nil {
+		_, _ = cli.ContainerRemove(ctx, created.ID, client.ContainerRemoveOptions{Force: true})
+		return fmt.Errorf("starting %s: %w", ContainerName, err)
+	}
+	return nil
 }
 
 // Remove stops and removes the proxy container; its config volume stays, so a later proxy

@@ -2,11 +2,24 @@ package e2e
 
 import (
 	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"sort"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/client"
 	"golang.org/x/crypto/ssh"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/utils/ptr"
+	ctrlclient "sigs.k8s.io/controller-runtime/pkg/client"
+
+	kamalv1 "github.com/kamal-operator/kamal-operator/api/v1alpha1"
+	"github.com/kamal-operator/kamal-operator/internal/fleet"
+	"github.com/kamal-operator/kamal-operator/test/framework"
 
 	"github.com/kamal-operator/kamal-operator/internal/docker"
 	"github.com/kamal-operator/kamal-operator/internal/remote"
@@ -35,7 +48,7 @@ func BenchmarkConnect(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		cli, err := docker.NewClient(docker.NewDialer(conn, ""))
+		cli, err := docker.NewClient(docker.NewDialer(conn, ""), nil)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -57,7 +70,7 @@ func BenchmarkEngineCallOverSharedConnection(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer conn.Close()
-	cli, err := docker.NewClient(docker.NewDialer(conn, ""))
+	cli, err := docker.NewClient(docker.NewDialer(conn, ""), nil)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -88,4 +101,182 @@ func BenchmarkSteadyStateMinute(b *testing.B) {
 		b.ReportMetric(float64(mgr.Fleet.Pool.Dials()-before), "dials/min")
 		b.ReportMetric(float64(sshConnections(t, h)), "open-ssh-connections")
 	}
+}
+
+func median(ds []time.Duration) time.Duration {
+	s := append([]time.Duration{}, ds...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	return s[len(s)/2]
+}
+
+// BenchmarkDeployment rolls a new container out to 3 hosts at once (a restart, so no pull on
+// either side) through the controller, then does the same Engine API and proxy operations
+// directly on the same hosts in parallel (the floor); then measures drift repair and the
+// controller's idle load on a host. One iteration is one full measurement.
+func BenchmarkDeployment(b *testing.B) {
+	ns := fleetNS(b)
+	d := appDeployment(ns, "bench", "v1")
+	d.Spec.Rollout.MaxParallel = ptr.To(intstr.FromString("100%"))
+	createDeployment(b, d)
+	waitDeployed(b, d)
+	ctx := context.Background()
+	hostsOf := func() []*fleet.Host {
+		var hs []*fleet.Host
+		for i := range webHosts {
+			h := mgr.Fleet.Cached(fmt.Sprintf("%s/web-%d", ns, i+1))
+			if h == nil {
+				b.Fatal("no connection to web host")
+			}
+			hs = append(hs, h)
+		}
+		return hs
+	}
+	for b.Loop() {
+		var viaController, floor, repair []time.Duration
+		for i := 0; i < 3; i++ {
+			t0 := time.Now()
+			update(b, d, func(d *kamalv1.Deployment) {
+				if d.Annotations == nil {
+					d.Annotations = map[string]string{}
+				}
+				d.Annotations[kamalv1.AnnotationRestartedAt] = fmt.Sprint(time.Now().UnixNano())
+			})
+			framework.Eventually(b, readyWithin, func() error {
+				if err := k8s.Get(ctx, ctrlclient.ObjectKeyFromObject(d), d); err != nil {
+					return err
+				}
+				if !conditionsReady(d) {
+					return fmt.Errorf("not ready")
+				}
+				return nil
+			})
+			viaController = append(viaController, time.Since(t0))
+			floor = append(floor, floorRollout(b, hostsOf(), i))
+		}
+		// Drift repair: the serving container on web-2 removed by hand, until web-2's proxy
+		// serves again.
+		h2 := env.Host(hostOther)
+		for i := 0; i < 5; i++ {
+			waitDeployed(b, d)
+			var serving string
+			for _, tg := range d.Status.Targets {
+				if tg.Server == "web-2" {
+					serving = tg.Container
+				}
+			}
+			t0 := time.Now()
+			hostExec(b, h2, "docker", "rm", "-f", serving)
+			framework.Eventually(b, reactWithin, func() error {
+				code, _, err := httpGet(h2, "bench.test", "/version")
+				if err != nil || code != 200 {
+					return fmt.Errorf("%d %v", code, err)
+				}
+				return nil
+			})
+			repair = append(repair, time.Since(t0))
+		}
+		// Idle: a minute of nothing but the controller.
+		waitDeployed(b, d)
+		hs := hostsOf()
+		before := make([]int64, len(hs))
+		for i, h := range hs {
+			before[i] = h.Requests.Load()
+		}
+		time.Sleep(time.Minute)
+		var idle int64
+		for i, h := range hs {
+			idle += h.Requests.Load() - before[i]
+		}
+		c, f := median(viaController), median(floor)
+		b.ReportMetric(float64(c.Milliseconds()), "deploy-ms")
+		b.ReportMetric(float64(f.Milliseconds()), "floor-ms")
+		b.ReportMetric(float64(c)/float64(f), "deploy/floor")
+		b.ReportMetric(float64(median(repair).Milliseconds()), "repair-median-ms")
+		b.ReportMetric(float64(idle)/float64(len(hs)), "idle-requests/host/min")
+		b.Logf("deploy via controller %v, floor %v, drift repair %v", viaController, floor, repair)
+	}
+}
+
+func conditionsReady(d *kamalv1.Deployment) bool {
+	c := findCond(d.Status.Conditions, kamalv1.ConditionReady)
+	return c != nil && c.Status == "True" && c.ObservedGeneration == d.Generation && d.Status.ReadyTargets == d.Status.TotalTargets
+}
+
+// floorRollout does a rollout's Engine API and proxy work by hand on every host in parallel:
+// create and start a container, poll its health check through SSH at the same interval,
+// switch a route to it, check in-flight requests, stop the previous one.
+func floorRollout(b *testing.B, hs []*fleet.Host, round int) time.Duration {
+	ctx := context.Background()
+	t0 := time.Now()
+	var wg sync.WaitGroup
+	errs := make([]error, len(hs))
+	for i, h := range hs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = floorOnHost(ctx, h, round)
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	return time.Since(t0)
+}
+
+func floorOnHost(ctx context.Context, h *fleet.Host, round int) error {
+	name := fmt.Sprintf("floor-%d", round)
+	res, err := h.Docker.ContainerCreate(ctx, client.ContainerCreateOptions{
+		Name:       name,
+		Config:     &container.Config{Image: env.Image("sampleapp:v1")},
+		HostConfig: &container.HostConfig{NetworkMode: "kamal"},
+	})
+	if err != nil {
+		return err
+	}
+	if _, err := h.Docker.ContainerStart(ctx, res.ID, client.ContainerStartOptions{}); err != nil {
+		return err
+	}
+	in, err := h.Docker.ContainerInspect(ctx, res.ID, client.ContainerInspectOptions{})
+	if err != nil {
+		return err
+	}
+	ip := in.Container.NetworkSettings.Networks["kamal"].IPAddress.String()
+	hc := &http.Client{Transport: &http.Transport{DisableKeepAlives: true,
+		DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) { return h.Conn.DialTCP(ctx, addr) }}, Timeout: 5 * time.Second}
+	for {
+		resp, err := hc.Get("http://" + ip + ":80/up")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				break
+			}
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	route := map[string]any{
+		"match":  []any{map[string]any{"host": []string{"floor.test"}}},
+		"handle": []any{map[string]any{"handler": "reverse_proxy", "upstreams": []any{map[string]any{"dial": name + ":80"}}}},
+	}
+	if err := h.Proxy.UpsertRoute(ctx, "bench-floor", route, true); err != nil {
+		return err
+	}
+	if _, err := h.Proxy.InFlight(ctx); err != nil {
+		return err
+	}
+	if round > 0 {
+		prev := fmt.Sprintf("floor-%d", round-1)
+		timeout := 10
+		if _, err := h.Docker.ContainerStop(ctx, prev, client.ContainerStopOptions{Timeout: &timeout}); err != nil {
+			return err
+		}
+		_, _ = h.Docker.ContainerRemove(ctx, prev, client.ContainerRemoveOptions{Force: true})
+	}
+	if round == 2 {
+		_, _ = h.Docker.ContainerRemove(ctx, name, client.ContainerRemoveOptions{Force: true})
+		_ = h.Proxy.DeleteRoute(ctx, "bench-floor")
+	}
+	return nil
 }

@@ -25,7 +25,7 @@ import (
 var webHosts = []int{hostMain, hostOther, hostThird}
 
 // fleetNS makes a namespace with the key Secret and Servers web-1..3 for hosts 1..3, Ready.
-func fleetNS(t *testing.T) string {
+func fleetNS(t testing.TB) string {
 	t.Helper()
 	ns := newNamespace(t)
 	keySecret(t, ns)
@@ -64,7 +64,7 @@ func appDeployment(ns, name, tag string) *kamalv1.Deployment {
 
 // createDeployment creates d and deletes it when the test ends, waiting until it is gone
 // (its containers removed from the hosts) before the Servers go.
-func createDeployment(t *testing.T, d *kamalv1.Deployment) {
+func createDeployment(t testing.TB, d *kamalv1.Deployment) {
 	t.Helper()
 	ctx := context.Background()
 	if err := k8s.Create(ctx, d); err != nil {
@@ -258,6 +258,7 @@ func TestDeployAndRollWithZeroDowntime(t *testing.T) {
 	t.Logf("v1 -> v2 on 3 hosts in %s under load: %d requests ok, %d failed", took.Round(time.Millisecond), okN, failed)
 	if failed != 0 {
 		t.Errorf("%d requests failed during the rollout (first: %s)", failed, firstErr)
+		logProxies(t)
 	}
 	if okN < 3000 {
 		t.Errorf("only %d requests were sent; the zero-downtime claim needs several thousand", okN)
@@ -515,3 +516,11 @@ func ioDiscard(resp *http.Response) (string, error) {
 }
 
 var _ = hosts.Prefix
+
+// logProxies puts the proxies' logs in the test output, to explain a failed request.
+func logProxies(t *testing.T) {
+	for _, i := range webHosts {
+		out, _ := env.Host(i).Exec(context.Background(), "bash", "-c", "docker logs --tail 80 kamal-proxy 2>&1 | grep -v '\"level\":\"info\"'")
+		t.Logf("host %d kamal-proxy log:\n%s", i, out)
+	}
+}

@@ -24,6 +24,7 @@ import (
 	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
@@ -115,7 +116,11 @@ type Manager struct {
 // StartManager runs the controllers against cp until Stop.
 func StartManager(cp *ControlPlane, opts controllers.Options) (*Manager, error) {
 	ctx, cancel := context.WithCancel(context.Background())
-	mgr, err := ctrl.NewManager(cp.Config, ctrl.Options{Scheme: Scheme, Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0"})
+	skip := true // a test may stop the controllers and start them again in this process
+	mgr, err := ctrl.NewManager(cp.Config, ctrl.Options{
+		Scheme: Scheme, Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0",
+		Controller: config.Controller{SkipNameValidation: &skip},
+	})
 	if err != nil {
 		cancel()
 		return nil, err
