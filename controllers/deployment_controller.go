@@ -591,7 +591,7 @@ func (r *DeploymentReconciler) finalize(ctx context.Context, d *kamalv1.Deployme
 		}
 	}
 	controllerutil.RemoveFinalizer(d, DeploymentFinalizer)
-	return ctrl.Result{}, r.Update(ctx, d)
+	return ctrl.Result{}, client.IgnoreNotFound(r.Update(ctx, d))
 }
 
 func isStalled(conds []metav1.Condition) bool { return isTrue(conds, kamalv1.ConditionStalled) }

@@ -258,7 +258,7 @@ func (r *ServerReconciler) finalize(ctx context.Context, srv *kamalv1.Server) er
 	}
 	r.Fleet.Forget(key)
 	controllerutil.RemoveFinalizer(srv, ServerFinalizer)
-	return r.Update(ctx, srv)
+	return client.IgnoreNotFound(r.Update(ctx, srv))
 }
 
 func (r *ServerReconciler) cleanUpHost(ctx context.Context, srv *kamalv1.Server) error {

@@ -189,3 +189,16 @@ func (f *Fleet) dispatch(e Event) {
 		fn(e)
 	}
 }
+
+// Close drops every host and closes its connection.
+func (f *Fleet) Close() {
+	f.mu.Lock()
+	keys := make([]string, 0, len(f.hosts))
+	for k := range f.hosts {
+		keys = append(keys, k)
+	}
+	f.mu.Unlock()
+	for _, k := range keys {
+		f.Forget(k)
+	}
+}

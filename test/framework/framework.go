@@ -135,10 +135,11 @@ func StartManager(cp *ControlPlane, opts controllers.Options) (*Manager, error) 
 	return m, nil
 }
 
-// Stop ends the controllers and waits for them.
+// Stop ends the controllers, waits for them, and closes their host connections.
 func (m *Manager) Stop() {
 	m.cancel()
 	<-m.done
+	m.Fleet.Close()
 }
 
 // NewNamespace gives a test its own namespace.
