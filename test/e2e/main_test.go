@@ -85,6 +85,7 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	defer mgr.Stop()
+	// A test may replace mgr; stop whichever runs at the end.
+	defer func() { mgr.Stop() }()
 	return m.Run()
 }

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"sync"
 	"testing"
 	"time"
 
@@ -111,6 +112,7 @@ type Manager struct {
 	Fleet  *fleet.Fleet
 	cancel context.CancelFunc
 	done   chan error
+	once   sync.Once
 }
 
 // StartManager runs the controllers against cp until Stop.
@@ -137,9 +139,11 @@ func StartManager(cp *ControlPlane, opts controllers.Options) (*Manager, error) 
 
 // Stop ends the controllers, waits for them, and closes their host connections.
 func (m *Manager) Stop() {
-	m.cancel()
-	<-m.done
-	m.Fleet.Close()
+	m.once.Do(func() {
+		m.cancel()
+		<-m.done
+		m.Fleet.Close()
+	})
 }
 
 // NewNamespace gives a test its own namespace.
