@@ -33,6 +33,9 @@ type target struct {
 	routed string
 }
 
+// drainSettle is the least time between a route switch and stopping the old container.
+const drainSettle = time.Second
+
 // healthError is a new container that never became healthy: retrying the same spec will not
 // help, so it halts the rollout.
 type healthError struct{ msg string }
@@ -261,7 +264,11 @@ func httpHealthy(ctx context.Context, t *target, c *release.Observed, deadline t
 // drain waits until the old containers have no requests in flight in the proxy, or until
 // drainTimeout; the stop that follows sends SIGTERM, which lets the app finish what is left.
 func (dp *deployer) drain(ctx context.Context, t *target, p *release.Proxy) {
-	deadline := time.Now().Add(dp.d.Spec.Rollout.DrainTimeout.Duration)
+	start := time.Now()
+	deadline := start.Add(dp.d.Spec.Rollout.DrainTimeout.Duration)
+	// Connections the proxy's previous config still holds may bring one more request to the
+	// old container just after the switch: give them a moment even when nothing is counted.
+	settle := start.Add(min(drainSettle, dp.d.Spec.Rollout.DrainTimeout.Duration))
 	for time.Now().Before(deadline) {
 		inflight, err := t.host.Proxy.InFlight(ctx)
 		if err != nil {
@@ -273,7 +280,7 @@ func (dp *deployer) drain(ctx context.Context, t *target, p *release.Proxy) {
 				busy = true
 			}
 		}
-		if !busy {
+		if !busy && !time.Now().Before(settle) {
 			return
 		}
 		select {

@@ -192,7 +192,7 @@ func startLoad(hostName string, workers int, max int64, limit time.Duration) *lo
 					err = fmt.Errorf("HTTP %d from %s", resp.StatusCode, h.Address())
 				}
 				l.failed.Add(1)
-				l.firstErr.CompareAndSwap(nil, err.Error())
+				l.firstErr.CompareAndSwap(nil, time.Now().UTC().Format("15:04:05.000")+" "+err.Error())
 			}
 		}()
 	}
