@@ -134,6 +134,10 @@ func BenchmarkDeployment(b *testing.B) {
 	for b.Loop() {
 		var viaController, floor, repair []time.Duration
 		for i := 0; i < 3; i++ {
+			before := map[string]string{}
+			for _, tg := range d.Status.Targets {
+				before[tg.Server] = tg.Container
+			}
 			t0 := time.Now()
 			update(b, d, func(d *kamalv1.Deployment) {
 				if d.Annotations == nil {
@@ -147,6 +151,12 @@ func BenchmarkDeployment(b *testing.B) {
 				}
 				if !conditionsReady(d) {
 					return fmt.Errorf("not ready")
+				}
+				// A restart changes no generation: done when every target runs a new container.
+				for _, tg := range d.Status.Targets {
+					if tg.Container == before[tg.Server] || tg.State != kamalv1.TargetRunning {
+						return fmt.Errorf("%s still on %s", tg.Server, tg.Container)
+					}
 				}
 				return nil
 			})
