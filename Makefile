@@ -63,6 +63,10 @@ envtest: kube-binaries ## Tests against a real kube-apiserver, etcd and kubectl.
 e2e: kube-binaries ## End-to-end: real hosts (netns + sshd + dockerd), registry, Caddy, control plane. Needs root.
 	KAMAL_E2E=1 go test -count=1 -p 1 ./test/hosts/... ./test/e2e/... -v -timeout 45m
 
+.PHONY: e2e-load
+e2e-load: kube-binaries ## The rollout tests with a load generator asserting no failed request (not in make test; see README).
+	KAMAL_E2E=1 KAMAL_LOAD=1 go test -count=1 -p 1 ./test/e2e/ -run 'ZeroDowntime|Killed' -v -timeout 20m
+
 .PHONY: bench
 bench: kube-binaries ## Benchmarks against real hosts (connection setup, API calls, steady state).
 	KAMAL_E2E=1 go test -count=1 -run '^$$' -bench 'Connect|Engine' -benchtime 20x ./test/e2e/ -timeout 30m

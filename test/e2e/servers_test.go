@@ -213,7 +213,7 @@ func TestWrongPinnedHostKeyRunsNothing(t *testing.T) {
 		t.Errorf("kstatus = %s, want Failed", s)
 	}
 	// Refused before authentication: nothing happened on the host's engine meanwhile.
-	if evs := hostExec(t, h, "docker", "events", "--since", fmt.Sprint(started.Unix()), "--until", fmt.Sprint(time.Now().Unix()), "--format", "{{.Type}} {{.Action}} {{.Actor.Attributes.name}}"); evs != "" {
+	if evs := hostExec(t, h, "docker", "events", "--since", fmt.Sprintf("%d.%09d", started.Unix(), started.Nanosecond()), "--until", fmt.Sprint(time.Now().Unix()+1), "--format", "{{.Type}} {{.Action}} {{.Actor.Attributes.name}}"); evs != "" {
 		t.Errorf("the engine of a host whose key was refused saw: %s", evs)
 	}
 }
