@@ -142,7 +142,7 @@ func (dp *deployer) deploy(ctx context.Context, t *target) error {
 		if err := t.host.Proxy.UpsertRoute(ctx, id, p.Route(desired.Name), p.Specific()); err != nil {
 			return fmt.Errorf("switching the route on %s: %w", t.server, err)
 		}
-		dp.event(corev1.EventTypeNormal, "Switched", "%s now serves %s on %s", desired.Name, strings.Join(append([]string{}, p.Hosts...), ","), t.server)
+		dp.event(corev1.EventTypeNormal, "Switched", "%s now serves %s on %s", desired.Name, strings.Join(p.Hosts, ","), t.server)
 		dp.drain(ctx, t, p)
 	}
 
@@ -264,6 +264,9 @@ func httpHealthy(ctx context.Context, t *target, c *release.Observed, deadline t
 // drain waits until the old containers have no requests in flight in the proxy, or until
 // drainTimeout; the stop that follows sends SIGTERM, which lets the app finish what is left.
 func (dp *deployer) drain(ctx context.Context, t *target, p *release.Proxy) {
+	if len(t.plan.Old) == 0 {
+		return // a first deploy has nothing to drain
+	}
 	start := time.Now()
 	deadline := start.Add(dp.d.Spec.Rollout.DrainTimeout.Duration)
 	// Connections the proxy's previous config still holds may bring one more request to the

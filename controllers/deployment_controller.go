@@ -5,12 +5,14 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
@@ -159,9 +161,9 @@ func (r *DeploymentReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 
 	if d.Status.FailedRevision == revision {
 		r.report(d, roles, placed, hosts, observed, unreachable)
-		if c := conditions.IsReady(d.Status.Conditions, gen); !c {
+		if !conditions.IsReady(d.Status.Conditions, gen) {
 			msg := "rollout halted: the health check failed for this spec; change the spec (or set the " + kamalv1.AnnotationRestartedAt + " annotation) to retry"
-			if s := findCondition(d.Status.Conditions, kamalv1.ConditionStalled); s != nil && s.Reason == kamalv1.ReasonHealthCheckFailed {
+			if s := meta.FindStatusCondition(d.Status.Conditions, kamalv1.ConditionStalled); s != nil && s.Reason == kamalv1.ReasonHealthCheckFailed {
 				msg = s.Message
 			}
 			conditions.MarkStalled(&d.Status.Conditions, gen, kamalv1.ReasonHealthCheckFailed, msg)
@@ -205,15 +207,6 @@ func (r *DeploymentReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 	d.Status.Image, d.Status.Version = d.Spec.Image, release.Version(d.Spec.Image)
 	conditions.MarkReady(&d.Status.Conditions, gen, kamalv1.ReasonReconciled, fmt.Sprintf("%s serves on %d targets", release.Version(d.Spec.Image), total))
 	return ctrl.Result{RequeueAfter: deploymentResync}, nil
-}
-
-func findCondition(conds []metav1.Condition, typ string) *metav1.Condition {
-	for i := range conds {
-		if conds[i].Type == typ {
-			return &conds[i]
-		}
-	}
-	return nil
 }
 
 func joinSorted(m map[string]string) string {
@@ -509,7 +502,7 @@ func (r *DeploymentReconciler) collectGarbage(ctx context.Context, dp *deployer,
 	observed map[string]map[string][]release.Observed, placed map[string][]string) error {
 	for server, byRole := range observed {
 		for role, cs := range byRole {
-			if contains(placed[role], server) {
+			if slices.Contains(placed[role], server) {
 				continue
 			}
 			if err := removeRole(ctx, dp, hosts[server], server, role, cs); err != nil {
@@ -519,15 +512,6 @@ func (r *DeploymentReconciler) collectGarbage(ctx context.Context, dp *deployer,
 		}
 	}
 	return nil
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // removeRole takes a role off a host: its route first (so no request reaches a stopping
@@ -594,7 +578,9 @@ func (r *DeploymentReconciler) finalize(ctx context.Context, d *kamalv1.Deployme
 	return ctrl.Result{}, client.IgnoreNotFound(r.Update(ctx, d))
 }
 
-func isStalled(conds []metav1.Condition) bool { return isTrue(conds, kamalv1.ConditionStalled) }
+func isStalled(conds []metav1.Condition) bool {
+	return meta.IsStatusConditionTrue(conds, kamalv1.ConditionStalled)
+}
 
 // SetupWithManager registers the controller, its watches and the docker events of its
 // containers: one that dies, stops or disappears reconciles its Deployment within seconds.

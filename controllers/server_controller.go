@@ -9,6 +9,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -145,7 +146,7 @@ func (r *ServerReconciler) connect(ctx context.Context, srv *kamalv1.Server) (*f
 		srv.Status.TrustedHostKey = remote.FormatKey(hk)
 		r.Recorder.Eventf(srv, nil, corev1.EventTypeNormal, "HostKeyTrusted", "Connect", "trusted host key %s on first use; only it is accepted from now on", srv.Status.HostKeyFingerprint)
 	}
-	if !isTrue(srv.Status.Conditions, kamalv1.ConditionReachable) {
+	if !meta.IsStatusConditionTrue(srv.Status.Conditions, kamalv1.ConditionReachable) {
 		r.Recorder.Eventf(srv, nil, corev1.EventTypeNormal, kamalv1.ReasonConnected, "Connect", "connected to %s@%s (host key %s)", target.User, srv.Spec.Address, srv.Status.HostKeyFingerprint)
 	}
 	conditions.Set(&srv.Status.Conditions, gen, kamalv1.ConditionReachable, metav1.ConditionTrue, kamalv1.ReasonConnected, "SSH session open, host key verified")
@@ -287,15 +288,6 @@ func (r *ServerReconciler) cleanUpHost(ctx context.Context, srv *kamalv1.Server)
 
 func serverKey(srv *kamalv1.Server) string { return srv.Namespace + "/" + srv.Name }
 
-func isTrue(conds []metav1.Condition, typ string) bool {
-	for _, c := range conds {
-		if c.Type == typ {
-			return c.Status == metav1.ConditionTrue
-		}
-	}
-	return false
-}
-
 // SetupWithManager registers the controller, its watches, and the host event feed: a proxy
 // container that dies or disappears, or a lost connection, reconciles its Server at once.
 func (r *ServerReconciler) SetupWithManager(mgr ctrl.Manager) error {
@@ -304,7 +296,7 @@ func (r *ServerReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	}
 	r.wake = make(chan event.GenericEvent, 256)
 	wakeKey := func(key string) {
-		ns, name, _ := cutKey(key)
+		ns, name, _ := strings.Cut(key, "/")
 		select {
 		case r.wake <- event.GenericEvent{Object: &kamalv1.Server{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}}:
 		default: // the queue is full of wake-ups already
@@ -327,8 +319,4 @@ func (r *ServerReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		WatchesRawSource(source.Channel(r.wake, &handler.EnqueueRequestForObject{})).
 		Named("server").
 		Complete(r)
-}
-
-func cutKey(key string) (namespace, name string, ok bool) {
-	return strings.Cut(key, "/")
 }
