@@ -52,8 +52,9 @@ verify: manifests generate ## Fail when generated files are stale or code is not
 test: verify vet unit envtest e2e ## Everything CI runs: generated-file check, vet, unit, envtest and end-to-end suites.
 
 .PHONY: unit
-unit: ## Unit tests of pure functions (no servers).
+unit: ## Unit tests of pure functions (no servers), and the proxy's route module in an in-process Caddy.
 	go test ./api/... ./internal/... ./controllers/... ./test/apps/... ./test/images/...
+	cd images/kamal-proxy && GOWORK=off GOFLAGS=-mod=readonly go test ./...
 
 .PHONY: envtest
 envtest: kube-binaries ## Tests against a real kube-apiserver, etcd and kubectl.
@@ -62,10 +63,6 @@ envtest: kube-binaries ## Tests against a real kube-apiserver, etcd and kubectl.
 .PHONY: e2e
 e2e: kube-binaries ## End-to-end: real hosts (netns + sshd + dockerd), registry, Caddy, control plane. Needs root.
 	KAMAL_E2E=1 go test -count=1 -p 1 ./test/hosts/... ./test/e2e/... -v -timeout 45m
-
-.PHONY: e2e-load
-e2e-load: kube-binaries ## The rollout tests with a load generator asserting no failed request (not in make test; see README).
-	KAMAL_E2E=1 KAMAL_LOAD=1 go test -count=1 -p 1 ./test/e2e/ -run 'ZeroDowntime|Killed' -v -timeout 20m
 
 .PHONY: bench
 bench: kube-binaries ## Benchmarks against real hosts (connection setup, API calls, steady state).
@@ -89,6 +86,12 @@ run: manifests generate ## Run the controller against the cluster in ~/.kube/con
 .PHONY: docker-build
 docker-build: ## Build the controller image.
 	docker build -t $(IMG) .
+
+PROXY_IMG ?= kamal-proxy:caddy-2.11.9
+
+.PHONY: proxy-image-build
+proxy-image-build: ## Build the proxy image (Caddy with the kamal_route module) as PROXY_IMG.
+	docker build -f images/kamal-proxy/Dockerfile -t $(PROXY_IMG) images/kamal-proxy
 
 ##@ Deployment
 

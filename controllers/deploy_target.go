@@ -33,9 +33,6 @@ type target struct {
 	routed string
 }
 
-// drainSettle is the least time between a route switch and stopping the old container.
-const drainSettle = time.Second
-
 // healthError is a new container that never became healthy: retrying the same spec will not
 // help, so it halts the rollout.
 type healthError struct{ msg string }
@@ -50,19 +47,7 @@ func observeHost(ctx context.Context, h *fleet.Host, namespace, deployment strin
 	}
 	out := map[string][]release.Observed{}
 	for _, c := range res.Items {
-		name := ""
-		if len(c.Names) > 0 {
-			name = strings.TrimPrefix(c.Names[0], "/")
-		}
-		health := ""
-		switch {
-		case strings.Contains(c.Status, "(healthy)"):
-			health = "healthy"
-		case strings.Contains(c.Status, "(unhealthy)"):
-			health = "unhealthy"
-		case strings.Contains(c.Status, "health: starting"):
-			health = "starting"
-		}
+		name, health := containerName(c.Names), healthOf(c.Status)
 		role := c.Labels[kamalv1.LabelRole]
 		out[role] = append(out[role], release.Observed{
 			ID: c.ID, Name: name, Hash: c.Labels[kamalv1.LabelSpecHash], Version: c.Labels[kamalv1.LabelVersion],
@@ -70,6 +55,27 @@ func observeHost(ctx context.Context, h *fleet.Host, namespace, deployment strin
 		})
 	}
 	return out, nil
+}
+
+// containerName is a listed container's name, without Docker's leading slash.
+func containerName(names []string) string {
+	if len(names) == 0 {
+		return ""
+	}
+	return strings.TrimPrefix(names[0], "/")
+}
+
+// healthOf reads Docker's health status from a listed container's status line.
+func healthOf(status string) string {
+	switch {
+	case strings.Contains(status, "(healthy)"):
+		return "healthy"
+	case strings.Contains(status, "(unhealthy)"):
+		return "unhealthy"
+	case strings.Contains(status, "health: starting"):
+		return "starting"
+	}
+	return ""
 }
 
 // deployer carries what every target of one reconcile shares.
@@ -138,9 +144,14 @@ func (dp *deployer) deploy(ctx context.Context, t *target) error {
 	}
 
 	if p := t.role.Proxy; p != nil && t.routed != desired.Name {
+		// The upstream first: the switch itself. The route then exists (first deploy) or is
+		// unchanged, which Caddy takes as no config change.
 		id := release.RouteID(t.role.Namespace, t.role.Deployment, t.role.Name)
-		if err := t.host.Proxy.UpsertRoute(ctx, id, p.Route(desired.Name), p.Specific()); err != nil {
+		if err := t.host.Proxy.SetUpstream(ctx, id, p.Upstream(desired.Name)); err != nil {
 			return fmt.Errorf("switching the route on %s: %w", t.server, err)
+		}
+		if err := t.host.Proxy.UpsertRoute(ctx, id, p.Route(id), p.Specific()); err != nil {
+			return fmt.Errorf("writing the route on %s: %w", t.server, err)
 		}
 		dp.event(corev1.EventTypeNormal, "Switched", "%s now serves %s on %s", desired.Name, strings.Join(p.Hosts, ","), t.server)
 		dp.drain(ctx, t, p)
@@ -267,11 +278,9 @@ func (dp *deployer) drain(ctx context.Context, t *target, p *release.Proxy) {
 	if len(t.plan.Old) == 0 {
 		return // a first deploy has nothing to drain
 	}
-	start := time.Now()
-	deadline := start.Add(dp.d.Spec.Rollout.DrainTimeout.Duration)
-	// Connections the proxy's previous config still holds may bring one more request to the
-	// old container just after the switch: give them a moment even when nothing is counted.
-	settle := start.Add(min(drainSettle, dp.d.Spec.Rollout.DrainTimeout.Duration))
+	// The proxy counts a request in flight from the moment it picks an upstream, under the lock
+	// the switch takes: once the count of the old containers is zero, nothing more reaches them.
+	deadline := time.Now().Add(dp.d.Spec.Rollout.DrainTimeout.Duration)
 	for time.Now().Before(deadline) {
 		inflight, err := t.host.Proxy.InFlight(ctx)
 		if err != nil {
@@ -283,7 +292,7 @@ func (dp *deployer) drain(ctx context.Context, t *target, p *release.Proxy) {
 				busy = true
 			}
 		}
-		if !busy && !time.Now().Before(settle) {
+		if !busy {
 			return
 		}
 		select {

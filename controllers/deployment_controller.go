@@ -30,7 +30,6 @@ import (
 	"github.com/kamal-operator/kamal-operator/internal/conditions"
 	"github.com/kamal-operator/kamal-operator/internal/docker"
 	"github.com/kamal-operator/kamal-operator/internal/fleet"
-	"github.com/kamal-operator/kamal-operator/internal/registryauth"
 	"github.com/kamal-operator/kamal-operator/internal/release"
 )
 
@@ -274,65 +273,13 @@ func (r *DeploymentReconciler) resolveRoles(ctx context.Context, d *kamalv1.Depl
 
 // pullAuth encodes the registry credentials of imagePullSecrets for the image's registry.
 func (r *DeploymentReconciler) pullAuth(ctx context.Context, d *kamalv1.Deployment) (string, *refProblem, error) {
-	var configs [][]byte
-	for _, ref := range d.Spec.ImagePullSecrets {
-		var s corev1.Secret
-		if err := r.Get(ctx, types.NamespacedName{Namespace: d.Namespace, Name: ref.Name}, &s); err != nil {
-			return "", nil, err
-		}
-		configs = append(configs, s.Data[corev1.DockerConfigJsonKey])
-	}
-	auth, err := registryauth.For(d.Spec.Image, configs)
-	if err != nil {
-		return "", &refProblem{Reason: kamalv1.ReasonInvalidSecret, Message: err.Error()}, nil
-	}
-	return auth, nil, nil
+	return pullAuthFor(ctx, r.Client, d.Namespace, d.Spec.Image, d.Spec.ImagePullSecrets)
 }
 
 // connectAll connects to every Server of the namespace; unreachable ones are reported with
 // the reason.
 func (r *DeploymentReconciler) connectAll(ctx context.Context, namespace string) (map[string]*fleet.Host, map[string]string, error) {
-	var servers kamalv1.ServerList
-	if err := r.List(ctx, &servers, client.InNamespace(namespace)); err != nil {
-		return nil, nil, err
-	}
-	hosts := map[string]*fleet.Host{}
-	unreachable := map[string]string{}
-	var mu sync.Mutex
-	var wg sync.WaitGroup
-	for i := range servers.Items {
-		srv := &servers.Items[i]
-		if !srv.DeletionTimestamp.IsZero() {
-			continue
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			h, err := r.connect(ctx, srv)
-			mu.Lock()
-			defer mu.Unlock()
-			if err != nil {
-				unreachable[srv.Name] = err.Error()
-				return
-			}
-			hosts[srv.Name] = h
-		}()
-	}
-	wg.Wait()
-	return hosts, unreachable, nil
-}
-
-func (r *DeploymentReconciler) connect(ctx context.Context, srv *kamalv1.Server) (*fleet.Host, error) {
-	t, problem, err := targetFor(ctx, r.Client, srv, 0)
-	if err != nil {
-		return nil, err
-	}
-	if problem != nil {
-		return nil, fmt.Errorf("%s", problem.Message)
-	}
-	cctx, cancel := context.WithTimeout(ctx, 20*time.Second)
-	defer cancel()
-	return r.Fleet.Connect(cctx, serverKey(srv), t, srv.Spec.Docker.SocketPath)
+	return connectServers(ctx, r.Client, r.Fleet, namespace)
 }
 
 // rollout deploys role by role (the primary first, unless parallelRoles), each in batches of

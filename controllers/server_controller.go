@@ -32,8 +32,9 @@ import (
 // ServerFinalizer lets the controller remove the proxy from a host before its Server goes.
 const ServerFinalizer = "kamal.operator.dev/server"
 
-// DefaultProxyImage is the official Caddy image; any image with Caddy at /usr/bin/caddy works.
-const DefaultProxyImage = "caddy:2.11"
+// DefaultProxyImage is the proxy built from images/kamal-proxy (`make proxy-image-build`); set
+// --proxy-image to where you pushed it. Stock Caddy lacks the kamal_route module.
+const DefaultProxyImage = "kamal-proxy:caddy-2.11.9"
 
 // Timings of the Server controller.
 const (

@@ -77,10 +77,24 @@ func (a *Admin) do(ctx context.Context, method, path string, body any, out any) 
 	return nil
 }
 
-// Ready checks that the admin API answers and the app server exists.
+// ErrNoRouteModule is a proxy image without the kamal_route module.
+var ErrNoRouteModule = errors.New("the proxy image lacks the kamal_route module (images/kamal-proxy); build it from there")
+
+// Ready checks that the admin API answers, the app server exists and the image has the route
+// module.
 func (a *Admin) Ready(ctx context.Context) error {
 	var srv map[string]any
-	return a.do(ctx, http.MethodGet, "/config/apps/http/servers/"+ServerName, nil, &srv)
+	if err := a.do(ctx, http.MethodGet, "/config/apps/http/servers/"+ServerName, nil, &srv); err != nil {
+		return err
+	}
+	var routes map[string]string
+	if err := a.do(ctx, http.MethodGet, "/kamal/routes", nil, &routes); err != nil {
+		if errors.Is(err, ErrNotFound) {
+			return ErrNoRouteModule
+		}
+		return err
+	}
+	return nil
 }
 
 // Route returns the route with the given id.
@@ -101,7 +115,8 @@ func (a *Admin) Routes(ctx context.Context) ([]json.RawMessage, error) {
 
 // UpsertRoute replaces the route with id in place, or inserts it: first when it is specific
 // (names hosts or paths), else just before the fallback, so catch-alls never shadow others.
-// Caddy applies either change gracefully: in-flight requests finish on the old config.
+// Caddy applies either change gracefully: in-flight requests finish on the old config. An
+// unchanged route is no config change at all.
 func (a *Admin) UpsertRoute(ctx context.Context, id string, route map[string]any, specific bool) error {
 	route["@id"] = id
 	err := a.do(ctx, http.MethodPatch, "/id/"+id, route, nil)
@@ -119,52 +134,48 @@ func (a *Admin) UpsertRoute(ctx context.Context, id string, route map[string]any
 	return a.do(ctx, http.MethodPut, fmt.Sprintf("/config/apps/http/servers/%s/routes/%d", ServerName, at), route, nil)
 }
 
-// RoutedTo returns the upstream address ("container:port") of route id, "" when there is no
-// such route.
+// SetUpstream points route id at upstream ("container:port"). The route's config does not
+// change, so Caddy keeps its servers and listeners: the next request goes to upstream, the ones
+// in flight finish where they are.
+func (a *Admin) SetUpstream(ctx context.Context, id, upstream string) error {
+	return a.do(ctx, http.MethodPut, "/kamal/routes/"+id, map[string]string{"upstream": upstream}, nil)
+}
+
+// RoutedTo returns the upstream address ("container:port") of route id, "" when the route or
+// its upstream is missing.
 func (a *Admin) RoutedTo(ctx context.Context, id string) (string, error) {
-	var r struct {
-		Handle []struct {
-			Handler   string `json:"handler"`
-			Upstreams []struct {
-				Dial string `json:"dial"`
-			} `json:"upstreams"`
-		} `json:"handle"`
-	}
-	if err := a.do(ctx, http.MethodGet, "/id/"+id, nil, &r); err != nil {
+	if _, err := a.Route(ctx, id); err != nil {
 		if errors.Is(err, ErrNotFound) {
 			return "", nil
 		}
 		return "", err
 	}
-	for _, h := range r.Handle {
-		if h.Handler == "reverse_proxy" && len(h.Upstreams) > 0 {
-			return h.Upstreams[0].Dial, nil
-		}
+	var r struct {
+		Upstream string `json:"upstream"`
 	}
-	return "", nil
+	if err := a.do(ctx, http.MethodGet, "/kamal/routes/"+id, nil, &r); err != nil {
+		if errors.Is(err, ErrNotFound) {
+			return "", nil
+		}
+		return "", err
+	}
+	return r.Upstream, nil
 }
 
 // InFlight returns the requests in flight per upstream address.
 func (a *Admin) InFlight(ctx context.Context) (map[string]int, error) {
-	var ups []struct {
-		Address     string `json:"address"`
-		NumRequests int    `json:"num_requests"`
-	}
-	if err := a.do(ctx, http.MethodGet, "/reverse_proxy/upstreams", nil, &ups); err != nil {
-		return nil, err
-	}
 	out := map[string]int{}
-	for _, u := range ups {
-		out[u.Address] = u.NumRequests
+	if err := a.do(ctx, http.MethodGet, "/kamal/inflight", nil, &out); err != nil {
+		return nil, err
 	}
 	return out, nil
 }
 
-// DeleteRoute removes the route with id; a missing one is not an error.
+// DeleteRoute removes the route with id and then its upstream; a missing one is not an error.
 func (a *Admin) DeleteRoute(ctx context.Context, id string) error {
 	err := a.do(ctx, http.MethodDelete, "/id/"+id, nil, nil)
-	if errors.Is(err, ErrNotFound) {
-		return nil
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		return err
 	}
-	return err
+	return a.do(ctx, http.MethodDelete, "/kamal/routes/"+id, nil, nil)
 }

@@ -15,8 +15,14 @@ func (p *Proxy) Upstream(container string) string {
 	return fmt.Sprintf("%s:%d", container, p.AppPort)
 }
 
-// Route is the Caddy route sending the role's hosts and paths to container.
-func (p *Proxy) Route(container string) map[string]any {
+// UpstreamVar is the request variable the proxy's kamal_route handler sets to the route's
+// current upstream.
+const UpstreamVar = "kamal_upstream"
+
+// Route is the Caddy route for the role's hosts and paths. It names no container: kamal_route
+// picks the upstream the controller last set for route id, so a deploy switches containers
+// without changing Caddy's config.
+func (p *Proxy) Route(id string) map[string]any {
 	match := map[string]any{}
 	if len(p.Hosts) > 0 {
 		match["host"] = p.Hosts
@@ -35,7 +41,7 @@ func (p *Proxy) Route(container string) map[string]any {
 	}
 	rp := map[string]any{
 		"handler":   "reverse_proxy",
-		"upstreams": []any{map[string]any{"dial": p.Upstream(container)}},
+		"upstreams": []any{map[string]any{"dial": "{http.vars." + UpstreamVar + "}"}},
 		"transport": map[string]any{"protocol": "http", "response_header_timeout": p.ResponseTimeout.String()},
 	}
 	if p.ForwardHeaders {
@@ -60,7 +66,7 @@ func (p *Proxy) Route(container string) map[string]any {
 		}
 		handle = append(handle, map[string]any{"handler": "subroute", "routes": strip})
 	}
-	handle = append(handle, rp)
+	handle = append(handle, map[string]any{"handler": "kamal_route", "route": id}, rp)
 	route := map[string]any{"handle": handle, "terminal": true}
 	if len(match) > 0 {
 		route["match"] = []any{match}

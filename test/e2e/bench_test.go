@@ -22,6 +22,7 @@ import (
 	"github.com/kamal-operator/kamal-operator/test/framework"
 
 	"github.com/kamal-operator/kamal-operator/internal/docker"
+	"github.com/kamal-operator/kamal-operator/internal/release"
 	"github.com/kamal-operator/kamal-operator/internal/remote"
 )
 
@@ -266,11 +267,11 @@ func floorOnHost(ctx context.Context, h *fleet.Host, round int) error {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	route := map[string]any{
-		"match":  []any{map[string]any{"host": []string{"floor.test"}}},
-		"handle": []any{map[string]any{"handler": "reverse_proxy", "upstreams": []any{map[string]any{"dial": name + ":80"}}}},
+	p := &release.Proxy{Hosts: []string{"floor.test"}, AppPort: 80, ResponseTimeout: 30 * time.Second}
+	if err := h.Proxy.SetUpstream(ctx, "bench-floor", p.Upstream(name)); err != nil {
+		return err
 	}
-	if err := h.Proxy.UpsertRoute(ctx, "bench-floor", route, true); err != nil {
+	if err := h.Proxy.UpsertRoute(ctx, "bench-floor", p.Route("bench-floor"), true); err != nil {
 		return err
 	}
 	if _, err := h.Proxy.InFlight(ctx); err != nil {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -229,17 +228,14 @@ func TestDeployAndRollWithZeroDowntime(t *testing.T) {
 		}
 	}
 
-	// v2, with a load generator on all three proxies when KAMAL_LOAD is set (see loadEnabled).
-	var l *load
-	if loadEnabled() {
-		l = startLoad("app.test", 4, 200_000, 3*time.Minute)
-		framework.Eventually(t, 10*time.Second, func() error {
-			if l.ok.Load() < 200 {
-				return fmt.Errorf("load not running yet")
-			}
-			return nil
-		})
-	}
+	// v2, with a load generator on all three proxies.
+	l := startLoad("app.test", 4, 200_000, 3*time.Minute)
+	framework.Eventually(t, 10*time.Second, func() error {
+		if l.ok.Load() < 200 {
+			return fmt.Errorf("load not running yet")
+		}
+		return nil
+	})
 	t0 = time.Now()
 	update(t, d, func(d *kamalv1.Deployment) { d.Spec.Image = env.Image("sampleapp:v2") })
 	sawInProgress := false
@@ -258,16 +254,14 @@ func TestDeployAndRollWithZeroDowntime(t *testing.T) {
 	took := time.Since(t0)
 	framework.Eventually(t, reactWithin, allServe("app.test", "v2"))
 	t.Logf("v1 -> v2 on 3 hosts in %s", took.Round(time.Millisecond))
-	if l != nil {
-		okN, failed, firstErr := l.finish()
-		t.Logf("under load: %d requests ok, %d failed", okN, failed)
-		if failed != 0 {
-			t.Errorf("%d requests failed during the rollout (first: %s)", failed, firstErr)
-			logProxies(t)
-		}
-		if okN < 3000 {
-			t.Errorf("only %d requests were sent; the zero-downtime claim needs several thousand", okN)
-		}
+	okN, failed, firstErr := l.finish()
+	t.Logf("under load: %d requests ok, %d failed", okN, failed)
+	if failed != 0 {
+		t.Errorf("%d requests failed during the rollout (first: %s)", failed, firstErr)
+		logProxies(t)
+	}
+	if okN < 3000 {
+		t.Errorf("only %d requests were sent; the zero-downtime claim needs several thousand", okN)
 	}
 	if len(d.Status.History) != 2 || d.Status.History[0].Version != "v2" {
 		t.Errorf("history = %+v", d.Status.History)
@@ -530,9 +524,3 @@ func logProxies(t *testing.T) {
 		t.Logf("host %d kamal-proxy log:\n%s", i, out)
 	}
 }
-
-// loadEnabled says whether the rollout tests run a load generator and assert that no request
-// fails (make e2e-load). It is off in make test: a route switch reloads Caddy's config, and a
-// connection the old config's server accepts while it shuts down is closed unanswered; seen
-// as 1 failed request in 7,000–30,000 in some runs (see README).
-func loadEnabled() bool { return os.Getenv("KAMAL_LOAD") != "" }

@@ -2,7 +2,10 @@ package images
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -73,51 +76,59 @@ func BuildSampleApp(ctx context.Context, version string, broken bool) (string, e
 	return out, err
 }
 
-const caddyMain = `package main
+// ProxySourceDir is the Go module of the proxy: Caddy with its standard modules and the
+// kamal_route module (images/kamal-proxy).
+func ProxySourceDir() string { return filepath.Join(RepoRoot(), "images", "kamal-proxy") }
 
-import (
-	caddycmd "github.com/caddyserver/caddy/v2/cmd"
-
-	_ "github.com/caddyserver/caddy/v2/modules/standard"
-)
-
-func main() { caddycmd.Main() }
-`
-
-// BuildCaddy builds Caddy from its Go module (github.com/caddyserver/caddy/v2 at CaddyVersion) in
-// a scratch module, as a static binary cached at BinDir()/caddy/<version>/caddy; a cached binary
-// is returned at once. The first build takes a few minutes on 2 cores.
+// BuildCaddy builds the proxy (Caddy CaddyVersion with the kamal_route module, from
+// images/kamal-proxy) as a static binary cached at BinDir()/kamal-proxy/<source hash>/caddy; a
+// cached binary is returned at once. The first build takes a few minutes on 2 cores.
 func BuildCaddy(ctx context.Context) (string, error) {
-	out := filepath.Join(BinDir(), "caddy", CaddyVersion, "caddy")
+	src := ProxySourceDir()
+	sum, err := hashSources(src)
+	if err != nil {
+		return "", err
+	}
+	out := filepath.Join(BinDir(), "kamal-proxy", sum, "caddy")
 	if fi, err := os.Stat(out); err == nil && fi.Mode()&0o111 != 0 {
 		return out, nil
 	}
 	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
 		return "", err
 	}
-	work, err := os.MkdirTemp("", "kamalop-caddy-")
+	env := []string{"CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64", "GOFLAGS=-mod=readonly", "GOWORK=off"}
+	if err := run(ctx, src, env, goTool(), "build", "-trimpath", "-buildvcs=false", "-ldflags", "-s -w", "-o", out+".tmp", "./cmd/kamal-proxy"); err != nil {
+		os.Remove(out + ".tmp")
+		return "", err
+	}
+	return out, os.Rename(out+".tmp", out)
+}
+
+// hashSources hashes the Go sources and module files under dir (tests excluded), so a changed
+// proxy source builds a new binary.
+func hashSources(dir string) (string, error) {
+	h := sha256.New()
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		name := d.Name()
+		if !(strings.HasSuffix(name, ".go") && !strings.HasSuffix(name, "_test.go")) && name != "go.mod" && name != "go.sum" {
+			return nil
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, path)
+		fmt.Fprintf(h, "%s %d\n", rel, len(b))
+		h.Write(b)
+		return nil
+	})
 	if err != nil {
 		return "", err
 	}
-	defer os.RemoveAll(work)
-	if err := os.WriteFile(filepath.Join(work, "main.go"), []byte(caddyMain), 0o644); err != nil {
-		return "", err
-	}
-	env := []string{"CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64", "GOFLAGS=-mod=mod", "GOWORK=off"}
-	goBin := goTool()
-	steps := [][]string{
-		{"mod", "init", "caddybin.local"},
-		{"mod", "edit", "-go=1.26", "-require=github.com/caddyserver/caddy/v2@v" + CaddyVersion},
-		{"mod", "tidy"},
-		{"build", "-trimpath", "-buildvcs=false", "-ldflags", "-s -w", "-o", out + ".tmp", "."},
-	}
-	for _, s := range steps {
-		if err := run(ctx, work, env, goBin, s...); err != nil {
-			os.Remove(out + ".tmp")
-			return "", err
-		}
-	}
-	return out, os.Rename(out+".tmp", out)
+	return hex.EncodeToString(h.Sum(nil))[:16], nil
 }
 
 // SampleAppImage is the FROM-scratch image of a sampleapp binary: entrypoint /sampleapp, command
@@ -136,12 +147,11 @@ func SampleAppImage(bin []byte) Image {
 	}
 }
 
-// ProxyImage is the FROM-scratch image of a Caddy binary, the per-host proxy: `caddy run --resume`
-// starts from the last configuration pushed to its admin API (autosaved under /config, a volume,
-// so a restarted container keeps its routes; a new container needs a named volume or a host
-// folder mounted at /config and /data to keep them). The admin API listens on 0.0.0.0:2019 in the
-// container (CADDY_ADMIN), reachable from the host and the container's networks, never published;
-// a wildcard admin address has no Host-header check. Caddy's data (certificates) is in /data.
+// ProxyImage is the FROM-scratch image of the proxy binary (Caddy with the kamal_route module):
+// `caddy run --resume` starts from the last configuration pushed to its admin API (autosaved
+// under /config) and the route table saved under /data; both are volumes, so a restarted
+// container keeps its routes. The controller runs it with the admin API on a unix socket in a
+// host folder (CADDY_ADMIN); the image's default of 0.0.0.0:2019 is never published.
 func ProxyImage(caddy []byte) Image {
 	return Image{
 		Files: []File{

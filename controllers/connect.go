@@ -1,0 +1,80 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	kamalv1 "github.com/kamal-operator/kamal-operator/api/v1alpha1"
+	"github.com/kamal-operator/kamal-operator/internal/fleet"
+	"github.com/kamal-operator/kamal-operator/internal/registryauth"
+)
+
+// connectServers connects to every Server of the namespace in parallel; unreachable ones are
+// reported with the reason. Every Server is looked at, not only the selected ones: one no
+// longer selected may still run something to remove.
+func connectServers(ctx context.Context, c client.Client, f *fleet.Fleet, namespace string) (map[string]*fleet.Host, map[string]string, error) {
+	var servers kamalv1.ServerList
+	if err := c.List(ctx, &servers, client.InNamespace(namespace)); err != nil {
+		return nil, nil, err
+	}
+	hosts := map[string]*fleet.Host{}
+	unreachable := map[string]string{}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for i := range servers.Items {
+		srv := &servers.Items[i]
+		if !srv.DeletionTimestamp.IsZero() {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			h, err := connectServer(ctx, c, f, srv)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				unreachable[srv.Name] = err.Error()
+				return
+			}
+			hosts[srv.Name] = h
+		}()
+	}
+	wg.Wait()
+	return hosts, unreachable, nil
+}
+
+func connectServer(ctx context.Context, c client.Reader, f *fleet.Fleet, srv *kamalv1.Server) (*fleet.Host, error) {
+	t, problem, err := targetFor(ctx, c, srv, 0)
+	if err != nil {
+		return nil, err
+	}
+	if problem != nil {
+		return nil, fmt.Errorf("%s", problem.Message)
+	}
+	cctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	return f.Connect(cctx, serverKey(srv), t, srv.Spec.Docker.SocketPath)
+}
+
+// pullAuthFor encodes the registry credentials of pullSecrets for image's registry.
+func pullAuthFor(ctx context.Context, c client.Reader, namespace, image string, pullSecrets []corev1.LocalObjectReference) (string, *refProblem, error) {
+	var configs [][]byte
+	for _, ref := range pullSecrets {
+		var s corev1.Secret
+		if err := c.Get(ctx, types.NamespacedName{Namespace: namespace, Name: ref.Name}, &s); err != nil {
+			return "", nil, err
+		}
+		configs = append(configs, s.Data[corev1.DockerConfigJsonKey])
+	}
+	auth, err := registryauth.For(image, configs)
+	if err != nil {
+		return "", &refProblem{Reason: kamalv1.ReasonInvalidSecret, Message: err.Error()}, nil
+	}
+	return auth, nil, nil
+}
