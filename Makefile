@@ -53,7 +53,7 @@ test: verify vet unit envtest e2e ## Everything CI runs: generated-file check, v
 
 .PHONY: unit
 unit: ## Unit tests of pure functions (no servers), and the proxy's route module in an in-process Caddy.
-	go test ./api/... ./internal/... ./controllers/... ./test/apps/... ./test/images/...
+	go test ./api/... ./internal/... ./controllers/... ./test/apps/... ./test/images/... ./test/argocd/...
 	cd images/kamal-proxy && GOWORK=off GOFLAGS=-mod=readonly go test ./...
 
 .PHONY: envtest
@@ -127,3 +127,4 @@ $(KUSTOMIZE):
 	mkdir -p $(LOCALBIN)
 	GOBIN=$(LOCALBIN) GOFLAGS= go install sigs.k8s.io/kustomize/kustomize/v5@$(KUSTOMIZE_VERSION)
 	mv $(LOCALBIN)/kustomize $@
+

@@ -2,31 +2,72 @@ package controllers
 
 import (
 	"context"
+	"fmt"
+	"net"
+	"slices"
+	"strings"
+	"sync"
+	"time"
 
+	"github.com/moby/moby/api/types/container"
+	dockerclient "github.com/moby/moby/client"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	kamalv1 "github.com/kamal-operator/kamal-operator/api/v1alpha1"
+	"github.com/kamal-operator/kamal-operator/internal/accessory"
 	"github.com/kamal-operator/kamal-operator/internal/conditions"
+	"github.com/kamal-operator/kamal-operator/internal/docker"
+	"github.com/kamal-operator/kamal-operator/internal/fleet"
 )
 
-// AccessoryReconciler reconciles Accessories.
+// AccessoryFinalizer lets the controller remove an Accessory's containers (and, with
+// deletionPolicy Delete, its folder) from every host before the object goes.
+const AccessoryFinalizer = "kamal.operator.dev/accessory"
+
+const (
+	accessoryResync = 10 * time.Minute
+	// accessoryStopTimeout is the grace an accessory gets to shut down (a database flushes).
+	accessoryStopTimeout = 30
+)
+
+// AccessoryReconciler keeps Accessories running on their Servers.
 type AccessoryReconciler struct {
 	client.Client
 	Recorder events.EventRecorder
+	Fleet    *fleet.Fleet
+
+	wake chan event.GenericEvent
 }
 
 // +kubebuilder:rbac:groups=kamal.operator.dev,resources=accessories,verbs=get;list;watch;update;patch
 // +kubebuilder:rbac:groups=kamal.operator.dev,resources=accessories/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=kamal.operator.dev,resources=accessories/finalizers,verbs=update
 
-// Reconcile checks an Accessory's references and placement and reports them in status.
+// Reconcile converges an Accessory's container on each of its Servers.
 func (r *AccessoryReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.Result, retErr error) {
 	a := &kamalv1.Accessory{}
 	if err := r.Get(ctx, req.NamespacedName, a); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if !a.DeletionTimestamp.IsZero() {
+		return r.finalize(ctx, a)
+	}
+	if !controllerutil.ContainsFinalizer(a, AccessoryFinalizer) {
+		controllerutil.AddFinalizer(a, AccessoryFinalizer)
+		if err := r.Update(ctx, a); err != nil {
+			return ctrl.Result{}, err
+		}
 	}
 	patcher := newStatusPatcher(r.Client, a)
 	before := readyReason(a.Status.Conditions)
@@ -36,35 +77,486 @@ func (r *AccessoryReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 			retErr = err
 		}
 	}()
-
 	gen := a.Generation
 	a.Status.ObservedGeneration = gen
+	stall := func(p *refProblem) (ctrl.Result, error) {
+		conditions.MarkStalled(&a.Status.Conditions, gen, p.Reason, p.Message)
+		return ctrl.Result{}, nil
+	}
+
+	// Every input is checked before any host is touched: a bad reference makes no half-made
+	// container, and the running one keeps serving.
 	problem, err := checkRefs(ctx, r.Client, a.Namespace, refsOf(a))
+	if err != nil || problem != nil {
+		if problem != nil {
+			return stall(problem)
+		}
+		return ctrl.Result{}, err
+	}
+	placed, problem, err := placeAll(ctx, r.Client, a.Namespace, map[string]kamalv1.ServerSelector{"servers": a.Spec.Servers})
+	if err != nil || problem != nil {
+		if problem != nil {
+			return stall(problem)
+		}
+		return ctrl.Result{}, err
+	}
+	spec, problem, err := r.resolve(ctx, a)
+	if err != nil || problem != nil {
+		if problem != nil {
+			return stall(problem)
+		}
+		return ctrl.Result{}, err
+	}
+	auth, problem, err := pullAuthFor(ctx, r.Client, a.Namespace, a.Spec.Image, a.Spec.ImagePullSecrets)
+	if err != nil || problem != nil {
+		if problem != nil {
+			return stall(problem)
+		}
+		return ctrl.Result{}, err
+	}
+	hosts, unreachable, err := connectServers(ctx, r.Client, r.Fleet, a.Namespace)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	if problem == nil {
-		_, problem, err = placeAll(ctx, r.Client, a.Namespace, map[string]kamalv1.ServerSelector{"servers": a.Spec.Servers})
+
+	hash := spec.Hash(string(a.UID))
+	selected := placed["servers"]
+	statuses := make([]kamalv1.AccessoryServerStatus, len(selected))
+	var wg sync.WaitGroup
+	for i, server := range selected {
+		h := hosts[server]
+		if h == nil {
+			statuses[i] = kamalv1.AccessoryServerStatus{Server: server, State: kamalv1.TargetUnreachable, Message: unreachable[server]}
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			statuses[i] = r.converge(ctx, a, spec, hash, auth, server, h)
+		}()
+	}
+	// Servers no longer selected lose the container; its data stays.
+	var gcErr error
+	for _, server := range sortedKeys(hosts) {
+		if !slices.Contains(selected, server) {
+			if err := r.removeFrom(ctx, a, server, hosts[server], false, false); err != nil && gcErr == nil {
+				gcErr = err
+			}
+		}
+	}
+	wg.Wait()
+
+	ready, failed, starting := 0, []string{}, []string{}
+	failReason := kamalv1.ReasonUnreachable
+	for _, st := range statuses {
+		switch st.State {
+		case kamalv1.TargetRunning:
+			ready++
+		case kamalv1.TargetStarting, kamalv1.TargetPulling:
+			starting = append(starting, st.Server)
+		default:
+			if st.State != kamalv1.TargetUnreachable {
+				failReason = kamalv1.ReasonContainerFailed
+			}
+			failed = append(failed, st.Server+": "+st.Message)
+		}
+	}
+	a.Status.Servers = statuses
+	a.Status.ServersReady = fmt.Sprintf("%d/%d", ready, len(statuses))
+	switch {
+	case len(failed) > 0:
+		conditions.MarkNotReady(&a.Status.Conditions, gen, failReason, strings.Join(failed, "; "))
+		return ctrl.Result{RequeueAfter: 10 * time.Second}, gcErr
+	case len(starting) > 0:
+		conditions.MarkReconciling(&a.Status.Conditions, gen, kamalv1.ReasonStarting, "starting on "+strings.Join(starting, ", "))
+		return ctrl.Result{RequeueAfter: time.Second}, gcErr
+	case gcErr != nil:
+		return ctrl.Result{}, gcErr
+	}
+	if a.Status.Image != a.Spec.Image {
+		r.Recorder.Eventf(a, nil, corev1.EventTypeNormal, "Running", "Reconcile", "%s runs on %d servers", a.Spec.Image, ready)
+	}
+	a.Status.Image = a.Spec.Image
+	conditions.MarkReady(&a.Status.Conditions, gen, kamalv1.ReasonReconciled, fmt.Sprintf("%s runs as %s on %d servers", a.Spec.Image, spec.ContainerName, ready))
+	return ctrl.Result{RequeueAfter: accessoryResync}, nil
+}
+
+// resolve reads env values and file contents. Problems name the object and key, never a value.
+func (r *AccessoryReconciler) resolve(ctx context.Context, a *kamalv1.Accessory) (*accessory.Spec, *refProblem, error) {
+	env := newEnvResolver(r.Client, a.Namespace)
+	var e orderedEnv
+	if p, err := env.resolve(ctx, &e, "spec", a.Spec.Env, a.Spec.EnvFrom); err != nil || p != nil {
+		return nil, p, err
+	}
+	s := &accessory.Spec{
+		Namespace: a.Namespace, Name: a.Name, ContainerName: a.Spec.ContainerName, Image: a.Spec.Image,
+		Cmd: a.Spec.Cmd, Env: e.list(), Directories: a.Spec.Directories, Volumes: a.Spec.Volumes,
+		Labels: a.Spec.Labels, Options: a.Spec.Options, Logging: a.Spec.Logging,
+	}
+	if s.ContainerName == "" {
+		s.ContainerName = a.Name
+	}
+	if a.Spec.Port != nil {
+		s.Port = a.Spec.Port.String()
+		if _, _, err := accessory.PortBindings(s.Port); err != nil {
+			return nil, &refProblem{Reason: kamalv1.ReasonInvalidSpec, Message: "spec.port: " + err.Error()}, nil
+		}
+	}
+	for _, d := range a.Spec.Directories {
+		if _, err := s.ParseDirectory(d); err != nil {
+			return nil, &refProblem{Reason: kamalv1.ReasonInvalidSpec, Message: "spec.directories: " + err.Error()}, nil
+		}
+	}
+	for _, f := range a.Spec.Files {
+		field := "spec.files[" + f.Target + "]"
+		file := accessory.File{Target: f.Target, Mode: 0o644}
+		var ok bool
+		switch {
+		case f.SecretKeyRef != nil:
+			file.Mode = 0o600
+			sec, err := env.secret(ctx, f.SecretKeyRef.Name)
+			if err != nil {
+				return nil, nil, err
+			}
+			if sec == nil {
+				if isOpt(f.SecretKeyRef.Optional) {
+					continue
+				}
+				return nil, &refProblem{Reason: kamalv1.ReasonSecretNotFound, Message: fmt.Sprintf("Secret %q (%s) not found", f.SecretKeyRef.Name, field)}, nil
+			}
+			file.Content, ok = sec.Data[f.SecretKeyRef.Key]
+			if !ok {
+				if isOpt(f.SecretKeyRef.Optional) {
+					continue
+				}
+				return nil, &refProblem{Reason: kamalv1.ReasonInvalidSecret, Message: fmt.Sprintf("Secret %q (%s) has no key %q", f.SecretKeyRef.Name, field, f.SecretKeyRef.Key)}, nil
+			}
+		case f.ConfigMapKeyRef != nil:
+			cm, err := env.configMap(ctx, f.ConfigMapKeyRef.Name)
+			if err != nil {
+				return nil, nil, err
+			}
+			if cm == nil {
+				if isOpt(f.ConfigMapKeyRef.Optional) {
+					continue
+				}
+				return nil, &refProblem{Reason: kamalv1.ReasonConfigMapNotFound, Message: fmt.Sprintf("ConfigMap %q (%s) not found", f.ConfigMapKeyRef.Name, field)}, nil
+			}
+			var v string
+			if v, ok = cm.Data[f.ConfigMapKeyRef.Key]; ok {
+				file.Content = []byte(v)
+			} else if file.Content, ok = cm.BinaryData[f.ConfigMapKeyRef.Key]; !ok {
+				if isOpt(f.ConfigMapKeyRef.Optional) {
+					continue
+				}
+				return nil, &refProblem{Reason: kamalv1.ReasonConfigMapNotFound, Message: fmt.Sprintf("ConfigMap %q (%s) has no key %q", f.ConfigMapKeyRef.Name, field, f.ConfigMapKeyRef.Key)}, nil
+			}
+		}
+		if f.Mode != nil {
+			file.Mode = int64(*f.Mode)
+		}
+		uid, gid, err := accessory.ParseOwner(f.Owner)
 		if err != nil {
+			return nil, &refProblem{Reason: kamalv1.ReasonInvalidSpec, Message: field + ": " + err.Error()}, nil
+		}
+		file.UID, file.GID = uid, gid
+		s.Files = append(s.Files, file)
+	}
+	return s, nil, nil
+}
+
+func (r *AccessoryReconciler) event(a *kamalv1.Accessory, typ, reason, format string, args ...any) {
+	r.Recorder.Eventf(a, nil, typ, reason, "Reconcile", format, args...)
+}
+
+// observeAccessory lists the accessory's containers on a host.
+func observeAccessory(ctx context.Context, h *fleet.Host, namespace, name string) ([]accessory.Observed, error) {
+	res, err := h.Docker.ContainerList(ctx, dockerclient.ContainerListOptions{All: true, Filters: accessory.Filters(namespace, name)})
+	if err != nil {
+		return nil, err
+	}
+	var out []accessory.Observed
+	for _, c := range res.Items {
+		out = append(out, accessory.Observed{
+			ID: c.ID, Name: containerName(c.Names), Hash: c.Labels[kamalv1.LabelSpecHash],
+			Running: c.State == container.StateRunning, Health: healthOf(c.Status),
+			Setup: c.Labels[kamalv1.LabelPrefix+"setup"] == "true",
+		})
+	}
+	return out, nil
+}
+
+// converge brings one host to the desired container and says how it stands.
+func (r *AccessoryReconciler) converge(ctx context.Context, a *kamalv1.Accessory, spec *accessory.Spec, hash, auth, server string, h *fleet.Host) kamalv1.AccessoryServerStatus {
+	st := kamalv1.AccessoryServerStatus{Server: server, Container: spec.ContainerName}
+	fail := func(err error) kamalv1.AccessoryServerStatus {
+		st.State, st.Message = kamalv1.TargetFailed, err.Error()
+		return st
+	}
+	obs, err := observeAccessory(ctx, h, a.Namespace, a.Name)
+	if err != nil {
+		st.State, st.Message = kamalv1.TargetUnreachable, err.Error()
+		return st
+	}
+	plan := accessory.PlanHost(obs, spec.ContainerName, hash)
+	for _, o := range plan.Remove {
+		if _, err := h.Docker.ContainerRemove(ctx, o.ID, dockerclient.ContainerRemoveOptions{Force: true}); err != nil && !docker.IsNotFound(err) {
+			return fail(fmt.Errorf("removing %s: %w", o.Name, err))
+		}
+	}
+	cli := h.Docker
+	switch plan.Action {
+	case accessory.ActionCreate, accessory.ActionRecreate:
+		// Everything that can fail or take long comes before the old container stops: the
+		// pull, the network, the files. The gap is one stop, one create and one start.
+		pulled, err := docker.EnsureImage(ctx, cli, spec.Image, auth)
+		if err != nil {
+			return fail(err)
+		}
+		if pulled {
+			r.event(a, corev1.EventTypeNormal, "Pulled", "pulled %s on %s", spec.Image, server)
+		}
+		if err := docker.EnsureNetwork(ctx, cli, accessory.Network); err != nil {
+			return fail(err)
+		}
+		if err := writeAccessoryFiles(ctx, cli, spec); err != nil {
+			return fail(fmt.Errorf("writing files and folders: %w", err))
+		}
+		opts, err := spec.CreateOptions(hash)
+		if err != nil {
+			return fail(err)
+		}
+		start := time.Now()
+		if plan.Action == accessory.ActionRecreate {
+			stop := accessoryStopTimeout
+			if _, err := cli.ContainerStop(ctx, plan.Current.ID, dockerclient.ContainerStopOptions{Timeout: &stop}); err != nil && !docker.IsNotFound(err) {
+				return fail(fmt.Errorf("stopping %s: %w", spec.ContainerName, err))
+			}
+			start = time.Now() // the accessory is down from here
+			if _, err := cli.ContainerRemove(ctx, plan.Current.ID, dockerclient.ContainerRemoveOptions{Force: true}); err != nil && !docker.IsNotFound(err) {
+				return fail(fmt.Errorf("removing %s: %w", spec.ContainerName, err))
+			}
+		}
+		created, err := cli.ContainerCreate(ctx, opts)
+		if err != nil {
+			return fail(fmt.Errorf("creating %s: %w", spec.ContainerName, err))
+		}
+		if _, err := cli.ContainerStart(ctx, created.ID, dockerclient.ContainerStartOptions{}); err != nil {
+			return fail(fmt.Errorf("starting %s: %w", spec.ContainerName, err))
+		}
+		if plan.Action == accessory.ActionRecreate {
+			r.event(a, corev1.EventTypeNormal, "Recreated", "recreated %s on %s with the changed spec (down %s)", spec.ContainerName, server, time.Since(start).Round(time.Millisecond))
+		} else {
+			r.event(a, corev1.EventTypeNormal, "Created", "started %s on %s", spec.ContainerName, server)
+		}
+	case accessory.ActionStart:
+		if _, err := cli.ContainerStart(ctx, plan.Current.ID, dockerclient.ContainerStartOptions{}); err != nil {
+			return fail(fmt.Errorf("starting %s: %w", spec.ContainerName, err))
+		}
+		r.event(a, corev1.EventTypeNormal, "Restarted", "started %s again on %s: it had stopped", spec.ContainerName, server)
+	}
+
+	if plan.Action != accessory.ActionNone {
+		if obs, err = observeAccessory(ctx, h, a.Namespace, a.Name); err != nil {
+			st.State, st.Message = kamalv1.TargetUnreachable, err.Error()
+			return st
+		}
+		plan = accessory.PlanHost(obs, spec.ContainerName, hash)
+	}
+	switch {
+	case plan.Ready():
+		st.State = kamalv1.TargetRunning
+		// Running is not serving: a database initialises its data first. Ready waits until
+		// the port accepts connections, so a dependent app starts against a live service.
+		if port, ok := spec.ServicePort(); ok {
+			if err := acceptsOn(ctx, h, plan.Current.ID, port); err != nil {
+				st.State, st.Message = kamalv1.TargetStarting, fmt.Sprintf("%s does not accept connections on port %s yet", spec.ContainerName, port)
+			}
+		}
+	case plan.Current != nil && plan.Current.Health == "unhealthy":
+		st.State, st.Message = kamalv1.TargetFailed, spec.ContainerName+" is unhealthy"
+	case plan.Current != nil && plan.Current.Hash == hash && !plan.Current.Running:
+		// Restarted by Docker (unless-stopped) or by the next reconcile; say it exits.
+		code := -1
+		if in, err := cli.ContainerInspect(ctx, plan.Current.ID, dockerclient.ContainerInspectOptions{}); err == nil && in.Container.State != nil {
+			code = in.Container.State.ExitCode
+		}
+		st.State, st.Message = kamalv1.TargetFailed, fmt.Sprintf("%s exited with code %d; see `docker logs %s` on the host", spec.ContainerName, code, spec.ContainerName)
+	default:
+		st.State, st.Message = kamalv1.TargetStarting, "starting "+spec.ContainerName
+	}
+	return st
+}
+
+// acceptsOn opens (and closes) a TCP connection from the host to the container's port on the
+// kamal network.
+func acceptsOn(ctx context.Context, h *fleet.Host, id, port string) error {
+	in, err := h.Docker.ContainerInspect(ctx, id, dockerclient.ContainerInspectOptions{})
+	if err != nil {
+		return err
+	}
+	ns := in.Container.NetworkSettings
+	if ns == nil || ns.Networks[accessory.Network] == nil || !ns.Networks[accessory.Network].IPAddress.IsValid() {
+		return fmt.Errorf("no address on the %s network", accessory.Network)
+	}
+	dctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	c, err := h.Conn.DialTCP(dctx, net.JoinHostPort(ns.Networks[accessory.Network].IPAddress.String(), port))
+	if err != nil {
+		return err
+	}
+	return c.Close()
+}
+
+// writeAccessoryFiles makes the accessory's folders and files on the host through a setup
+// container that is never started: the Engine API extracts the archive into its bind of the
+// accessory's folder. No command runs on the host.
+func writeAccessoryFiles(ctx context.Context, cli *dockerclient.Client, spec *accessory.Spec) error {
+	archive, err := spec.SetupArchive()
+	if err != nil {
+		return err
+	}
+	opts := spec.SetupOptions()
+	_, _ = cli.ContainerRemove(ctx, opts.Name, dockerclient.ContainerRemoveOptions{Force: true})
+	created, err := cli.ContainerCreate(ctx, opts)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		_, _ = cli.ContainerRemove(context.WithoutCancel(ctx), created.ID, dockerclient.ContainerRemoveOptions{Force: true})
+	}()
+	_, err = cli.CopyToContainer(ctx, created.ID, dockerclient.CopyToContainerOptions{DestinationPath: "/", Content: strings.NewReader(string(archive))})
+	return err
+}
+
+// removeFrom removes the accessory's containers from a host; with deleteData, its own folder
+// too (through a short-lived container of its image that runs rm on that one folder), on hosts
+// where it ran or was placed.
+func (r *AccessoryReconciler) removeFrom(ctx context.Context, a *kamalv1.Accessory, server string, h *fleet.Host, deleteData, placed bool) error {
+	obs, err := observeAccessory(ctx, h, a.Namespace, a.Name)
+	if err != nil {
+		return err
+	}
+	deleteData = deleteData && (placed || len(obs) > 0)
+	stop := accessoryStopTimeout
+	for _, o := range obs {
+		if o.Running {
+			_, _ = h.Docker.ContainerStop(ctx, o.ID, dockerclient.ContainerStopOptions{Timeout: &stop})
+		}
+		if _, err := h.Docker.ContainerRemove(ctx, o.ID, dockerclient.ContainerRemoveOptions{Force: true}); err != nil && !docker.IsNotFound(err) {
+			return fmt.Errorf("removing %s on %s: %w", o.Name, server, err)
+		}
+		if !o.Setup {
+			r.event(a, corev1.EventTypeNormal, "Removed", "removed %s from %s", o.Name, server)
+		}
+	}
+	if !deleteData {
+		return nil
+	}
+	folder := accessory.Folder(a.Namespace, a.Name)
+	if err := removeFolder(ctx, h.Docker, a, folder); err != nil {
+		r.event(a, corev1.EventTypeWarning, "DataKept", "could not remove %s on %s: %v", folder, server, err)
+		return nil
+	}
+	r.event(a, corev1.EventTypeNormal, "DataDeleted", "removed %s on %s (deletionPolicy Delete)", folder, server)
+	return nil
+}
+
+// removeFolder runs `rm -rf -- /parent/<name>` in a container of the accessory's image with
+// the folder's parent bound: argv, no shell, and only that one path.
+func removeFolder(ctx context.Context, cli *dockerclient.Client, a *kamalv1.Accessory, folder string) error {
+	parent, name := folder[:strings.LastIndex(folder, "/")], folder[strings.LastIndex(folder, "/")+1:]
+	if _, err := docker.EnsureImage(ctx, cli, a.Spec.Image, ""); err != nil {
+		return err
+	}
+	created, err := cli.ContainerCreate(ctx, dockerclient.ContainerCreateOptions{
+		Config: &container.Config{
+			Image: a.Spec.Image, Entrypoint: []string{"rm"}, Cmd: []string{"-rf", "--", "/kamal-accessories/" + name},
+			User:   "0:0",
+			Labels: map[string]string{kamalv1.LabelManagedBy: kamalv1.ManagerName},
+		},
+		HostConfig: &container.HostConfig{Binds: []string{parent + ":/kamal-accessories"}, NetworkMode: "none"},
+	})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		_, _ = cli.ContainerRemove(context.WithoutCancel(ctx), created.ID, dockerclient.ContainerRemoveOptions{Force: true})
+	}()
+	wait := cli.ContainerWait(ctx, created.ID, dockerclient.ContainerWaitOptions{Condition: container.WaitConditionNextExit})
+	if _, err := cli.ContainerStart(ctx, created.ID, dockerclient.ContainerStartOptions{}); err != nil {
+		return err
+	}
+	select {
+	case res := <-wait.Result:
+		if res.StatusCode != 0 {
+			return fmt.Errorf("rm exited with code %d", res.StatusCode)
+		}
+		return nil
+	case err := <-wait.Error:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// finalize removes the accessory from every host, then lets it go. A Server that is gone or
+// stalled does not block deletion.
+func (r *AccessoryReconciler) finalize(ctx context.Context, a *kamalv1.Accessory) (ctrl.Result, error) {
+	if !controllerutil.ContainsFinalizer(a, AccessoryFinalizer) {
+		return ctrl.Result{}, nil
+	}
+	hosts, unreachable, err := connectServers(ctx, r.Client, r.Fleet, a.Namespace)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	deleteData := a.Spec.DeletionPolicy == kamalv1.DeletionDelete
+	// Where it is placed now, if the selection still resolves; a problem just means fewer.
+	placed, _, _ := placeAll(ctx, r.Client, a.Namespace, map[string]kamalv1.ServerSelector{"servers": a.Spec.Servers})
+	for _, server := range sortedKeys(hosts) {
+		if err := r.removeFrom(ctx, a, server, hosts[server], deleteData, slices.Contains(placed["servers"], server)); err != nil {
 			return ctrl.Result{}, err
 		}
 	}
-	if problem != nil {
-		conditions.MarkStalled(&a.Status.Conditions, gen, problem.Reason, problem.Message)
-		return ctrl.Result{}, nil
+	for name := range unreachable {
+		var srv kamalv1.Server
+		if err := r.Get(ctx, types.NamespacedName{Namespace: a.Namespace, Name: name}, &srv); err == nil && !isStalled(srv.Status.Conditions) {
+			r.event(a, corev1.EventTypeWarning, "CleanupPending", "waiting to remove the accessory from unreachable %s", joinSorted(unreachable))
+			return ctrl.Result{RequeueAfter: 10 * time.Second}, nil
+		} else if err != nil && !apierrors.IsNotFound(err) {
+			return ctrl.Result{}, err
+		}
 	}
-	conditions.MarkUnknown(&a.Status.Conditions, gen, kamalv1.ReasonPending, "references and placement are valid; this build does not run containers on hosts")
-	return ctrl.Result{}, nil
+	controllerutil.RemoveFinalizer(a, AccessoryFinalizer)
+	return ctrl.Result{}, client.IgnoreNotFound(r.Update(ctx, a))
 }
 
-// SetupWithManager registers the controller and its watches.
+// SetupWithManager registers the controller, its watches and the docker events of its
+// containers: one that dies, stops or disappears reconciles its Accessory within seconds.
 func (r *AccessoryReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	r.wake = make(chan event.GenericEvent, 1024)
+	r.Fleet.OnEvent(func(e fleet.Event) {
+		attrs := e.Message.Actor.Attributes
+		name, ns := attrs[kamalv1.LabelAccessory], attrs[kamalv1.LabelNamespace]
+		if name == "" || ns == "" || attrs[kamalv1.LabelPrefix+"setup"] == "true" {
+			return
+		}
+		switch e.Message.Action {
+		case "die", "stop", "destroy", "kill", "oom", "rename", "health_status: unhealthy", "health_status: healthy":
+			select {
+			case r.wake <- event.GenericEvent{Object: &kamalv1.Accessory{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}}:
+			default:
+			}
+		}
+	})
 	c := mgr.GetClient()
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&kamalv1.Accessory{}).
 		Watches(&corev1.Secret{}, referrers(c, &kamalv1.AccessoryList{}, indexSecrets)).
 		Watches(&corev1.ConfigMap{}, referrers(c, &kamalv1.AccessoryList{}, indexConfigMaps)).
 		Watches(&kamalv1.Server{}, allInNamespace(c, &kamalv1.AccessoryList{})).
+		WatchesRawSource(source.Channel(r.wake, &handler.EnqueueRequestForObject{})).
+		WithOptions(controller.Options{MaxConcurrentReconciles: 4}).
 		Named("accessory").
 		Complete(r)
 }

@@ -6,6 +6,14 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 )
 
+// Reasons of an Accessory's conditions.
+const (
+	// ReasonStarting: a container was created or started and does not serve yet.
+	ReasonStarting = "Starting"
+	// ReasonContainerFailed: a container exited or is unhealthy, or a Docker call failed.
+	ReasonContainerFailed = "ContainerFailed"
+)
+
 // DeletionPolicy says what happens to an Accessory's data folders when it is deleted.
 // +kubebuilder:validation:Enum=Retain;Delete
 type DeletionPolicy string

@@ -204,5 +204,9 @@ func TestAccessoryStallsOnMissingConfigMapKey(t *testing.T) {
 	if err := k8s.Create(ctx, cm); err != nil {
 		t.Fatal(err)
 	}
-	waitReady(t, a, conds, kamalv1.ReasonPending)
+	// The inputs are whole now: the controller goes to the host, which is unreachable here.
+	c = waitReady(t, a, conds, kamalv1.ReasonUnreachable)
+	if len(a.Status.Servers) != 1 || a.Status.Servers[0].State != kamalv1.TargetUnreachable || a.Status.ServersReady != "0/1" {
+		t.Errorf("servers %s %+v", a.Status.ServersReady, a.Status.Servers)
+	}
 }

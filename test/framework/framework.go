@@ -201,3 +201,18 @@ func FindEvent(c client.Client, ns, name, reason string) error {
 	}
 	return fmt.Errorf("no event %s for %s among %d", reason, name, len(list.Items))
 }
+
+// EventNote returns the note of the last event with reason about name, "" when there is none.
+func EventNote(c client.Client, ns, name, reason string) string {
+	var list eventsv1.EventList
+	if err := c.List(context.Background(), &list, client.InNamespace(ns)); err != nil {
+		return ""
+	}
+	note := ""
+	for _, e := range list.Items {
+		if e.Regarding.Name == name && e.Reason == reason {
+			note = e.Note
+		}
+	}
+	return note
+}

@@ -315,7 +315,7 @@ Subsystem sftp /usr/lib/openssh/sftp-server
 // waits until both answer.
 func (h *Host) boot(ctx context.Context) error {
 	d := h.dir
-	for _, dir := range []string{"run/sshd", "var-lib-docker", "etc-docker", "root/.ssh", "ssh", "etc"} {
+	for _, dir := range []string{"run/sshd", "var-lib-docker", "var-lib-kamal-operator", "etc-docker", "root/.ssh", "ssh", "etc"} {
 		if err := os.MkdirAll(filepath.Join(d, dir), 0o755); err != nil {
 			return err
 		}
@@ -386,9 +386,10 @@ func (h *Host) boot(ctx context.Context) error {
 		return err
 	}
 	script := fmt.Sprintf(`set -e
-mkdir -p /var/lib/docker /etc/docker
+mkdir -p /var/lib/docker /var/lib/kamal-operator /etc/docker
 mount --bind %[1]s/run /run
 mount --bind %[1]s/var-lib-docker /var/lib/docker
+mount --bind %[1]s/var-lib-kamal-operator /var/lib/kamal-operator
 mount --bind %[1]s/etc-docker /etc/docker
 mount --bind %[1]s/root /root
 mount --bind %[1]s/etc/resolv.conf /etc/resolv.conf

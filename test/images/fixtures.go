@@ -21,6 +21,8 @@ const (
 	ProxyRepo     = "kamal-proxy"
 	CaddyVersion  = "2.11.9"
 	ProxyTag      = "caddy-" + CaddyVersion
+	PostgresRepo  = "postgres"
+	PostgresTag   = PostgresMajor // "15"
 )
 
 // SampleAppTags are the tags of SampleAppRepo: "vN" answers /version with vN, "broken" never
@@ -185,8 +187,9 @@ type Result struct {
 	Pushed bool   // false: the registry already had it
 }
 
-// EnsureFixtures builds every fixture image (sampleapp:v1, :v2, :v3, :broken and
-// kamal-proxy:caddy-2.11.9) and pushes to reg those it does not already hold with the same digest.
+// EnsureFixtures builds every fixture image (sampleapp:v1, :v2, :v3, :broken,
+// kamal-proxy:caddy-2.11.9 and postgres:15) and pushes to reg those it does not already hold with
+// the same digest.
 func EnsureFixtures(ctx context.Context, reg Registry, logf func(string, ...any)) ([]Result, error) {
 	if logf == nil {
 		logf = func(string, ...any) {}
@@ -217,6 +220,13 @@ func EnsureFixtures(ctx context.Context, reg Registry, logf func(string, ...any)
 		}
 		b, err := os.ReadFile(p)
 		return ProxyImage(b), err
+	}})
+	jobs = append(jobs, job{PostgresRepo, PostgresTag, func(ctx context.Context) (Image, error) {
+		r, err := EnsurePostgresRootfs(ctx, logf)
+		if err != nil {
+			return Image{}, err
+		}
+		return PostgresImage(r), nil
 	}})
 
 	results := make([]Result, len(jobs))

@@ -21,6 +21,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"path"
 	"sort"
 	"strings"
@@ -51,9 +52,19 @@ type Healthcheck struct {
 	Retries     int           `json:"Retries,omitempty"`
 }
 
-// Image is a single-layer image built from Files.
+// LayerFile is a layer already written to disk as a gzipped tar, such as a whole root filesystem
+// (what `docker import` takes). It is streamed to the registry, never read into memory.
+type LayerFile struct {
+	Path   string // the .tar.gz
+	Size   int64  // its size in bytes
+	Digest string // sha256 of the .tar.gz (the blob's digest)
+	DiffID string // sha256 of the uncompressed tar
+}
+
+// Image is a single-layer image built from Files, or from Layer when that is set.
 type Image struct {
 	Files        []File
+	Layer        *LayerFile // a prebuilt layer instead of Files
 	Entrypoint   []string
 	Cmd          []string
 	Env          []string
@@ -62,12 +73,16 @@ type Image struct {
 	Volumes      []string
 	Labels       map[string]string
 	StopSignal   string
+	User         string
 	Healthcheck  *Healthcheck
 }
 
-// Built is an image ready to push: its blobs and manifest, with their digests.
+// Built is an image ready to push: its blobs and manifest, with their digests. The layer is
+// Layer, or the file LayerFile (LayerSize bytes) for an image built on a LayerFile.
 type Built struct {
 	Layer, Config, Manifest           []byte
+	LayerFile                         string
+	LayerSize                         int64
 	LayerDigest, DiffID, ConfigDigest string
 	ManifestDigest                    string
 }
@@ -79,8 +94,15 @@ func digestOf(b []byte) string {
 	return "sha256:" + hex.EncodeToString(s[:])
 }
 
-// Build writes the layer, config and manifest of img. The result depends only on img.
+// Build writes the layer, config and manifest of img. The result depends only on img (and, for
+// an image on a LayerFile, on that file's digests).
 func (img Image) Build() (*Built, error) {
+	if l := img.Layer; l != nil {
+		if l.Path == "" || l.Digest == "" || l.DiffID == "" || l.Size <= 0 {
+			return nil, fmt.Errorf("incomplete layer file %+v", *l)
+		}
+		return img.finish(&Built{LayerFile: l.Path, LayerSize: l.Size, LayerDigest: l.Digest, DiffID: l.DiffID})
+	}
 	files := append([]File(nil), img.Files...)
 	// Parent folders first, each once.
 	seen := map[string]bool{}
@@ -160,9 +182,14 @@ func (img Image) Build() (*Built, error) {
 		return nil, err
 	}
 
-	b := &Built{Layer: gz.Bytes(), DiffID: digestOf(raw.Bytes()), LayerDigest: digestOf(gz.Bytes())}
+	return img.finish(&Built{Layer: gz.Bytes(), LayerSize: int64(gz.Len()), DiffID: digestOf(raw.Bytes()),
+		LayerDigest: digestOf(gz.Bytes())})
+}
 
+// finish adds the config and the manifest to b, whose layer is set.
+func (img Image) finish(b *Built) (*Built, error) {
 	type containerConfig struct {
+		User         string              `json:"User,omitempty"`
 		Env          []string            `json:"Env,omitempty"`
 		Entrypoint   []string            `json:"Entrypoint,omitempty"`
 		Cmd          []string            `json:"Cmd,omitempty"`
@@ -174,7 +201,7 @@ func (img Image) Build() (*Built, error) {
 		Healthcheck  *Healthcheck        `json:"Healthcheck,omitempty"`
 	}
 	cc := containerConfig{
-		Env: img.Env, Entrypoint: img.Entrypoint, Cmd: img.Cmd, WorkingDir: img.WorkingDir,
+		User: img.User, Env: img.Env, Entrypoint: img.Entrypoint, Cmd: img.Cmd, WorkingDir: img.WorkingDir,
 		Labels: img.Labels, StopSignal: img.StopSignal, Healthcheck: img.Healthcheck,
 	}
 	if len(img.ExposedPorts) > 0 {
@@ -197,6 +224,7 @@ func (img Image) Build() (*Built, error) {
 		"rootfs":       map[string]any{"type": "layers", "diff_ids": []string{b.DiffID}},
 		"history":      []map[string]string{{"created": epoch.Format(time.RFC3339), "created_by": "kamal-operator test/images"}},
 	}
+	var err error
 	if b.Config, err = json.Marshal(cfg); err != nil {
 		return nil, err
 	}
@@ -204,7 +232,7 @@ func (img Image) Build() (*Built, error) {
 
 	type descriptor struct {
 		MediaType string `json:"mediaType"`
-		Size      int    `json:"size"`
+		Size      int64  `json:"size"`
 		Digest    string `json:"digest"`
 	}
 	m := struct {
@@ -213,8 +241,8 @@ func (img Image) Build() (*Built, error) {
 		Config        descriptor   `json:"config"`
 		Layers        []descriptor `json:"layers"`
 	}{2, MediaTypeManifest,
-		descriptor{MediaTypeConfig, len(b.Config), b.ConfigDigest},
-		[]descriptor{{MediaTypeLayer, len(b.Layer), b.LayerDigest}}}
+		descriptor{MediaTypeConfig, int64(len(b.Config)), b.ConfigDigest},
+		[]descriptor{{MediaTypeLayer, b.LayerSize, b.LayerDigest}}}
 	if b.Manifest, err = json.Marshal(m); err != nil {
 		return nil, err
 	}
@@ -239,16 +267,20 @@ func (r Registry) client() *http.Client {
 func (r Registry) url(p string) string { return "http://" + r.Addr + "/v2/" + p }
 
 func (r Registry) do(ctx context.Context, method, u string, body []byte, hdr map[string]string) (*http.Response, []byte, error) {
-	var rd io.Reader
-	if body != nil {
-		rd = bytes.NewReader(body)
+	if body == nil {
+		return r.doStream(ctx, method, u, nil, 0, hdr)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, u, rd)
+	return r.doStream(ctx, method, u, bytes.NewReader(body), int64(len(body)), hdr)
+}
+
+// doStream sends size bytes read from body (nil: no body).
+func (r Registry) doStream(ctx context.Context, method, u string, body io.Reader, size int64, hdr map[string]string) (*http.Response, []byte, error) {
+	req, err := http.NewRequestWithContext(ctx, method, u, body)
 	if err != nil {
 		return nil, nil, err
 	}
 	if body != nil {
-		req.ContentLength = int64(len(body))
+		req.ContentLength = size
 	}
 	for k, v := range hdr {
 		req.Header.Set(k, v)
@@ -312,6 +344,13 @@ func (r Registry) Tags(ctx context.Context, repo string) ([]string, error) {
 }
 
 func (r Registry) pushBlob(ctx context.Context, repo, digest string, data []byte) error {
+	return r.pushBlobStream(ctx, repo, digest, int64(len(data)), func() (io.ReadCloser, error) {
+		return io.NopCloser(bytes.NewReader(data)), nil
+	})
+}
+
+// pushBlobStream uploads a blob of size bytes that open reads, unless the repository has it.
+func (r Registry) pushBlobStream(ctx context.Context, repo, digest string, size int64, open func() (io.ReadCloser, error)) error {
 	resp, _, err := r.do(ctx, http.MethodHead, r.url(repo+"/blobs/"+digest), nil, nil)
 	if err != nil {
 		return err
@@ -333,7 +372,12 @@ func (r Registry) pushBlob(ctx context.Context, repo, digest string, data []byte
 	q := loc.Query()
 	q.Set("digest", digest)
 	loc.RawQuery = q.Encode()
-	resp, body, err = r.do(ctx, http.MethodPut, loc.String(), data,
+	rd, err := open()
+	if err != nil {
+		return err
+	}
+	defer rd.Close()
+	resp, body, err = r.doStream(ctx, http.MethodPut, loc.String(), rd, size,
 		map[string]string{"Content-Type": "application/octet-stream"})
 	if err != nil {
 		return err
@@ -352,7 +396,14 @@ func (r Registry) Push(ctx context.Context, repo, tag string, b *Built) (pushed 
 	} else if have == b.ManifestDigest {
 		return false, nil
 	}
-	if err := r.pushBlob(ctx, repo, b.LayerDigest, b.Layer); err != nil {
+	if b.LayerFile != "" {
+		err = r.pushBlobStream(ctx, repo, b.LayerDigest, b.LayerSize, func() (io.ReadCloser, error) {
+			return os.Open(b.LayerFile)
+		})
+	} else {
+		err = r.pushBlob(ctx, repo, b.LayerDigest, b.Layer)
+	}
+	if err != nil {
 		return false, err
 	}
 	if err := r.pushBlob(ctx, repo, b.ConfigDigest, b.Config); err != nil {

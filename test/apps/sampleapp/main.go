@@ -1,5 +1,6 @@
 // Command sampleapp is the web app that kamal-operator's end-to-end tests deploy. It uses the
-// standard library only and is built as a static binary for a FROM-scratch image.
+// standard library and, for its database endpoints, the pure-Go PostgreSQL driver pgx; it is built
+// as a static binary (CGO_ENABLED=0) for a FROM-scratch image.
 //
 // Modes (first argument):
 //
@@ -17,6 +18,15 @@
 //	GET /env?name=X  the value of env var X (404 if unset)
 //	GET /inflight    the number of other requests in flight (to see a slow request has arrived)
 //	GET /            "sampleapp <version> on <hostname>"
+//
+// Database endpoints, on PostgreSQL at $DATABASE_URL (postgres://user:password@host:5432/db); the
+// table kamal_rows(id serial, value text, created timestamptz default now()) is created when
+// missing. Without DATABASE_URL they answer 503 "DATABASE_URL is not set"; a database error is a
+// 503 with the error's text (never the password).
+//
+//	GET  /db             200 "ok" when a connection answers SELECT 1, else 503 and the error
+//	POST /db/rows?value=X  inserts a row with value X and answers its id (400 without value)
+//	GET  /db/rows        the values of all rows, one per line, in id order
 //
 // On SIGTERM or SIGINT it stops accepting connections and waits for in-flight requests to finish
 // (at most $SHUTDOWN_TIMEOUT, default 30s) before exiting 0.
@@ -102,6 +112,7 @@ func envDuration(name string, def time.Duration) time.Duration {
 func handler(inFlight *atomic.Int64) http.Handler {
 	mux := http.NewServeMux()
 	host, _ := os.Hostname()
+	new(database).register(mux)
 	mux.HandleFunc("GET /up", func(w http.ResponseWriter, r *http.Request) {
 		if isBroken() {
 			http.Error(w, "broken", http.StatusServiceUnavailable)
