@@ -87,11 +87,19 @@ run: manifests generate ## Run the controller against the cluster in ~/.kube/con
 docker-build: ## Build the controller image.
 	docker build -t $(IMG) .
 
+.PHONY: docker-push
+docker-push: ## Push the controller image.
+	docker push $(IMG)
+
 PROXY_IMG ?= kamal-proxy:caddy-2.11.9
 
 .PHONY: proxy-image-build
 proxy-image-build: ## Build the proxy image (Caddy with the kamal_route module) as PROXY_IMG.
 	docker build -f images/kamal-proxy/Dockerfile -t $(PROXY_IMG) images/kamal-proxy
+
+.PHONY: proxy-image-push
+proxy-image-push: ## Push the proxy image.
+	docker push $(PROXY_IMG)
 
 ##@ Deployment
 
@@ -104,9 +112,9 @@ uninstall: manifests kustomize ## Remove the CRDs (and every object of them) fro
 	$(KUSTOMIZE) build config/crd | kubectl delete --ignore-not-found -f -
 
 .PHONY: deploy
-deploy: manifests kustomize ## Deploy the controller with image IMG.
+deploy: manifests kustomize ## Deploy the controller with image IMG, running proxy image PROXY_IMG on the Servers.
 	cd config/manager && $(KUSTOMIZE) edit set image controller=$(IMG)
-	$(KUSTOMIZE) build config/default | kubectl apply --server-side -f -
+	$(KUSTOMIZE) build config/default | sed 's|--proxy-image=.*|--proxy-image=$(PROXY_IMG)|' | kubectl apply --server-side -f -
 
 .PHONY: undeploy
 undeploy: kustomize ## Remove the controller.
@@ -128,3 +136,18 @@ $(KUSTOMIZE):
 	GOBIN=$(LOCALBIN) GOFLAGS= go install sigs.k8s.io/kustomize/kustomize/v5@$(KUSTOMIZE_VERSION)
 	mv $(LOCALBIN)/kustomize $@
 
+##@ Demo
+
+DEMO_FLAGS ?=
+
+.PHONY: demo
+demo: kube-binaries ## Run config/samples on 2 local test hosts with a local control plane and the controller; left running (as root). DEMO_FLAGS=-skip-accessory: no Postgres.
+	@mkdir -p bin/demo
+	@go build -o bin/demo/kamal-demo ./hack/demo
+	@bin/demo/kamal-demo up $(DEMO_FLAGS)
+
+.PHONY: demo-down
+demo-down: ## Stop the demo: the controller, the control plane and the test hosts.
+	@mkdir -p bin/demo
+	@go build -o bin/demo/kamal-demo ./hack/demo
+	@bin/demo/kamal-demo down

@@ -289,6 +289,21 @@ type HostStatus struct {
 }
 
 // EnvStatus is what Status finds of a run.
+// Processes lists the host's processes as "holder=PID dockerd=PID sshd=PID", "role=down" for
+// dead ones.
+func (h HostStatus) Processes() string {
+	var procs []string
+	for _, role := range []string{"holder", "dockerd", "sshd"} {
+		if pid, ok := h.Procs[role]; ok {
+			procs = append(procs, fmt.Sprintf("%s=%d", role, pid))
+		}
+	}
+	for _, d := range h.Dead {
+		procs = append(procs, d+"=down")
+	}
+	return strings.Join(procs, " ")
+}
+
 type EnvStatus struct {
 	StateDir       string
 	RegistryPID    int // 0 if not running

@@ -167,20 +167,11 @@ func status(stateDir string) error {
 		fmt.Printf("registry not running\n")
 	}
 	for _, h := range st.Hosts {
-		var procs []string
-		for _, role := range []string{"holder", "dockerd", "sshd"} {
-			if pid, ok := h.Procs[role]; ok {
-				procs = append(procs, fmt.Sprintf("%s=%d", role, pid))
-			}
-		}
-		for _, d := range h.Dead {
-			procs = append(procs, d+"=down")
-		}
 		extra := ""
 		if h.Behind != "" {
 			extra = " behind " + h.Behind
 		}
-		fmt.Printf("%s %s%s %s  DOCKER_HOST=unix://%s\n", h.Name, h.Address, extra, strings.Join(procs, " "), h.DockerSocket)
+		fmt.Printf("%s %s%s %s  DOCKER_HOST=unix://%s\n", h.Name, h.Address, extra, h.Processes(), h.DockerSocket)
 	}
 	if len(st.LeftoverNetns) > 0 || len(st.LeftoverLinks) > 0 {
 		fmt.Printf("on this machine: namespaces %v, links %v\n", st.LeftoverNetns, st.LeftoverLinks)
