@@ -29,8 +29,9 @@ type target struct {
 	role   *release.Role
 	hash   string
 	plan   release.Plan
-	// routed is the container the role's route sends to on this host ("" when none).
-	routed string
+	// upstream is where the role's route sends to on this host ("container:port", "" when
+	// none), routed its container.
+	upstream, routed string
 }
 
 // healthError is a new container that never became healthy: retrying the same spec will not
@@ -38,6 +39,35 @@ type target struct {
 type healthError struct{ msg string }
 
 func (e *healthError) Error() string { return e.msg }
+
+// syncRoute brings a converged target's route to the role's proxy settings: the upstream (a
+// new app port) and the route itself (hosts, paths, timeouts, buffering). The container stays.
+func (dp *deployer) syncRoute(ctx context.Context, t *target) error {
+	p := t.role.Proxy
+	id := release.RouteID(t.role.Namespace, t.role.Deployment, t.role.Name)
+	changed := false
+	if up := p.Upstream(t.routed); t.upstream != up {
+		if err := t.host.Proxy.SetUpstream(ctx, id, up); err != nil {
+			return fmt.Errorf("updating the route on %s: %w", t.server, err)
+		}
+		changed = true
+	}
+	want := p.Route(id)
+	cur, err := t.host.Proxy.Route(ctx, id)
+	if err != nil {
+		return fmt.Errorf("reading the route on %s: %w", t.server, err)
+	}
+	if !release.SameRoute(cur, want) {
+		if err := t.host.Proxy.UpsertRoute(ctx, id, want, p.Specific()); err != nil {
+			return fmt.Errorf("updating the route on %s: %w", t.server, err)
+		}
+		changed = true
+	}
+	if changed {
+		dp.event(corev1.EventTypeNormal, "RouteUpdated", "route of %s on %s updated to the proxy settings", t.routed, t.server)
+	}
+	return nil
+}
 
 // observeHost lists the Deployment's containers on a host, by role.
 func observeHost(ctx context.Context, h *fleet.Host, namespace, deployment string) (map[string][]release.Observed, error) {

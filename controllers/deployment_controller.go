@@ -333,10 +333,16 @@ func (r *DeploymentReconciler) rolloutRole(ctx context.Context, dp *deployer, ro
 			if err != nil {
 				return ctrl.Result{}, fmt.Errorf("reading the route on %s: %w", server, err)
 			}
+			t.upstream = up
 			t.routed, _, _ = strings.Cut(up, ":")
 		}
 		t.plan = release.PlanTarget(hash, role.ContainerName(hash, false), observed[server][role.Name], role.Proxy != nil, t.routed, int(d.Spec.RetainContainers))
 		if t.plan.Converged {
+			if role.Proxy != nil {
+				if err := dp.syncRoute(ctx, t); err != nil {
+					return ctrl.Result{}, err
+				}
+			}
 			if err := dp.prune(ctx, t); err != nil {
 				return ctrl.Result{}, err
 			}

@@ -80,7 +80,8 @@ type AccessorySpec struct {
 	// Directories created on the host and bind-mounted, as "hostDir:containerPath[:ro]". A
 	// relative hostDir lives under the accessory's folder on the host
 	// (/var/lib/kamal-operator/accessories/<namespace>/<name>/), where its data survives
-	// restarts, upgrades and (with deletionPolicy Retain) deletion.
+	// restarts, upgrades and (with deletionPolicy Retain) deletion; it may not be that folder
+	// itself or under its files/, which holds the accessory's files.
 	// +optional
 	// +listType=set
 	// +kubebuilder:validation:MaxItems=32

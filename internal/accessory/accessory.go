@@ -117,7 +117,10 @@ func (s *Spec) ParseDirectory(d string) (Mount, error) {
 		if clean == ".." || strings.HasPrefix(clean, "../") {
 			return Mount{}, fmt.Errorf("directory %q climbs out of the accessory's folder", d)
 		}
-		m.HostPath = path.Join(s.Folder(), "data", clean)
+		if clean == "." || clean == "files" || strings.HasPrefix(clean, "files/") {
+			return Mount{}, fmt.Errorf("directory %q: the accessory's folder itself and its files/ hold the accessory's files", d)
+		}
+		m.HostPath = path.Join(s.Folder(), clean)
 		m.Own = true
 	}
 	return m, nil

@@ -75,14 +75,14 @@ func TestServicePort(t *testing.T) {
 func TestParseDirectory(t *testing.T) {
 	s := pg()
 	m, err := s.ParseDirectory("data:/var/lib/postgresql/data")
-	if err != nil || m.HostPath != "/var/lib/kamal-operator/accessories/shop/db/data/data" || !m.Own || m.ReadOnly {
+	if err != nil || m.HostPath != "/var/lib/kamal-operator/accessories/shop/db/data" || !m.Own || m.ReadOnly {
 		t.Fatalf("relative: %+v %v", m, err)
 	}
 	m, err = s.ParseDirectory("/srv/backups:/backups:ro")
 	if err != nil || m.HostPath != "/srv/backups" || m.Own || !m.ReadOnly {
 		t.Fatalf("absolute: %+v %v", m, err)
 	}
-	for _, bad := range []string{"data", "../x:/x", "a/../../x:/x", "data:relative", "data:/x:rx", ":/x"} {
+	for _, bad := range []string{"data", "../x:/x", "a/../../x:/x", "data:relative", "data:/x:rx", ":/x", "files:/x", "files/a:/x", ".:/x"} {
 		if _, err := s.ParseDirectory(bad); err == nil {
 			t.Errorf("%q accepted", bad)
 		}
@@ -102,7 +102,7 @@ func TestCreateOptions(t *testing.T) {
 		t.Errorf("restart policy %q", opts.HostConfig.RestartPolicy.Name)
 	}
 	want := []string{
-		"/var/lib/kamal-operator/accessories/shop/db/data/data:/var/lib/postgresql/data",
+		"/var/lib/kamal-operator/accessories/shop/db/data:/var/lib/postgresql/data",
 		"/srv/backups:/backups:ro",
 		"/var/lib/kamal-operator/accessories/shop/db/files/etc/pg/pg.conf:/etc/pg/pg.conf:ro",
 		"/var/lib/kamal-operator/accessories/shop/db/files/run/secrets/pw:/run/secrets/pw:ro",
@@ -166,7 +166,7 @@ func TestSetupArchive(t *testing.T) {
 		c, _ := io.ReadAll(tr)
 		content[h.Name] = string(c)
 	}
-	for _, dir := range []string{"kamal-accessory/data/", "kamal-accessory/data/data/", "kamal-accessory/files/", "kamal-accessory/files/etc/pg/", "kamal-accessory/files/run/secrets/"} {
+	for _, dir := range []string{"kamal-accessory/data/", "kamal-accessory/files/", "kamal-accessory/files/etc/pg/", "kamal-accessory/files/run/secrets/"} {
 		if h := got[dir]; h == nil || h.Typeflag != tar.TypeDir {
 			t.Errorf("no directory %s in %v", dir, order)
 		}

@@ -53,8 +53,9 @@ type Role struct {
 	Volumes []string
 	Options *kamalv1.ContainerOptions
 	Logging *kamalv1.Logging
-	// Proxy is the effective proxy of the role; nil when it has none.
-	Proxy *Proxy
+	// Proxy is the effective proxy of the role; nil when it has none. It shapes the route,
+	// not the container, so it is not in the hash: a change rewrites the route in place.
+	Proxy *Proxy `json:"-"`
 	// Restart is the restartedAt annotation: a new value rolls the same version again.
 	Restart string
 }

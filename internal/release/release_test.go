@@ -1,6 +1,7 @@
 package release
 
 import (
+	"encoding/json"
 	"reflect"
 	"testing"
 	"time"
@@ -36,7 +37,6 @@ func TestHashChangesWithEveryInputAndKey(t *testing.T) {
 		"image":   func(r *Role) { r.Image = "a:v2" },
 		"cmd":     func(r *Role) { r.Cmd = []string{"x"} },
 		"restart": func(r *Role) { r.Restart = "now" },
-		"proxy":   func(r *Role) { r.Proxy = &Proxy{AppPort: 80} },
 	} {
 		r := base
 		mut(&r)
@@ -46,6 +46,12 @@ func TestHashChangesWithEveryInputAndKey(t *testing.T) {
 	}
 	if len(h) != 16 {
 		t.Errorf("hash %q", h)
+	}
+	// Proxy settings shape the route, not the container.
+	r := base
+	r.Proxy = &Proxy{AppPort: 80, Hosts: []string{"a.example.com"}}
+	if r.Hash("uid-1") != h {
+		t.Error("a proxy setting changes the container's hash")
 	}
 }
 
@@ -149,4 +155,28 @@ func TestBatchSize(t *testing.T) {
 			t.Errorf("BatchSize(%d, %d, %d%%) = %d, want %d", c.n, c.count, c.pct, got, c.want)
 		}
 	}
+}
+
+func TestSameRoute(t *testing.T) {
+	p := &Proxy{Hosts: []string{"a.example.com"}, AppPort: 80, ResponseTimeout: 30 * time.Second, ForwardHeaders: true}
+	route := p.Route("kamal-ns-app-web")
+	// What Caddy's admin API answers: the same JSON, reformatted and reordered.
+	caddyCopy := []byte(`{"terminal":true,"@id":"kamal-ns-app-web","match":[{"host":["a.example.com"]}],"handle":[` +
+		`{"route":"kamal-ns-app-web","handler":"kamal_route"},` +
+		`{"handler":"reverse_proxy","transport":{"response_header_timeout":"30s","protocol":"http"},"trusted_proxies":["0.0.0.0/0","::/0"],"upstreams":[{"dial":"{http.vars.kamal_upstream}"}]}]}`)
+	if !SameRoute(caddyCopy, route) {
+		t.Fatalf("the same route reads as different:\n%s", mustJSON(route))
+	}
+	p.Hosts = append(p.Hosts, "b.example.com")
+	if SameRoute(caddyCopy, p.Route("kamal-ns-app-web")) {
+		t.Fatal("a route with another host reads as the same")
+	}
+	if SameRoute([]byte("not json"), route) {
+		t.Fatal("garbage reads as the same route")
+	}
+}
+
+func mustJSON(v any) string {
+	b, _ := json.Marshal(v)
+	return string(b)
 }

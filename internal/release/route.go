@@ -1,7 +1,9 @@
 package release
 
 import (
+	"encoding/json"
 	"fmt"
+	"reflect"
 	"strings"
 )
 
@@ -67,11 +69,24 @@ func (p *Proxy) Route(id string) map[string]any {
 		handle = append(handle, map[string]any{"handler": "subroute", "routes": strip})
 	}
 	handle = append(handle, map[string]any{"handler": "kamal_route", "route": id}, rp)
-	route := map[string]any{"handle": handle, "terminal": true}
+	route := map[string]any{"@id": id, "handle": handle, "terminal": true}
 	if len(match) > 0 {
 		route["match"] = []any{match}
 	}
 	return route
+}
+
+// SameRoute says whether Caddy's copy of a route (as the admin API returns it) is route.
+func SameRoute(current []byte, route map[string]any) bool {
+	want, err := json.Marshal(route)
+	if err != nil {
+		return false
+	}
+	var a, b any
+	if json.Unmarshal(current, &a) != nil || json.Unmarshal(want, &b) != nil {
+		return false
+	}
+	return reflect.DeepEqual(a, b)
 }
 
 // Specific says the route names hosts or paths; a catch-all route goes after all of them.

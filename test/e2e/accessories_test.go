@@ -206,6 +206,7 @@ func TestAccessoryServesTheAppAndKeepsItsData(t *testing.T) {
 
 	// An env change recreates the container on the same data.
 	before := containerID(t, h, "db")
+	probe := startDBProbe(h)
 	framework.Eventually(t, 10*time.Second, func() error {
 		if err := k8s.Get(context.Background(), client.ObjectKeyFromObject(a), a); err != nil {
 			return err
@@ -227,6 +228,8 @@ func TestAccessoryServesTheAppAndKeepsItsData(t *testing.T) {
 		}
 	}
 	waitRow(t, h, "first")
+	outage, failed, total := probe.stop()
+	t.Logf("recreate seen by the app: /db failed for %s (%d of %d probes every 50ms)", outage.Round(time.Millisecond), failed, total)
 
 	// Killed by hand: restored, the row still there.
 	before = containerID(t, h, "db")
@@ -250,7 +253,7 @@ func TestAccessoryServesTheAppAndKeepsItsData(t *testing.T) {
 	if names := containerNames(t, h); contains(names, "db") {
 		t.Fatalf("db still on the host after deletion: %v", names)
 	}
-	hostExec(t, h, "test", "-f", folder+"/data/data/PG_VERSION")
+	hostExec(t, h, "test", "-f", folder+"/data/PG_VERSION")
 	a = postgresAccessory(ns)
 	createAccessory(t, a)
 	waitAccessory(t, a, kamalv1.ConditionReady, metav1.ConditionTrue, kamalv1.ReasonReconciled, readyWithin)
@@ -312,4 +315,49 @@ func TestAccessoryWithAMissingConfigMapMakesNothing(t *testing.T) {
 	if got := hostExec(t, h, "stat", "-c", "%a", accessory.Folder(ns, "cfgdb")+"/files/etc/postgresql/extra.conf"); got != "644" {
 		t.Errorf("a ConfigMap file has mode %s, want 644", got)
 	}
+}
+
+// dbProbe asks the app's /db every 50 ms (at most 2,400 times) and keeps the longest run of
+// failures, to measure how long a recreate takes the database away.
+type dbProbe struct {
+	done   chan struct{}
+	result chan [3]int64
+}
+
+func startDBProbe(h *hosts.Host) *dbProbe {
+	p := &dbProbe{done: make(chan struct{}), result: make(chan [3]int64, 1)}
+	go func() {
+		var longest, failed, total int64
+		var downSince time.Time
+	probing:
+		for range 2400 {
+			select {
+			case <-p.done:
+				break probing
+			case <-time.After(50 * time.Millisecond):
+			}
+			total++
+			code, _, err := httpDo(h, http.MethodGet, "dbapp.test", "/db")
+			now := time.Now()
+			if err != nil || code != http.StatusOK {
+				failed++
+				if downSince.IsZero() {
+					downSince = now
+				}
+				continue
+			}
+			if !downSince.IsZero() {
+				longest = max(longest, int64(now.Sub(downSince)))
+				downSince = time.Time{}
+			}
+		}
+		p.result <- [3]int64{longest, failed, total}
+	}()
+	return p
+}
+
+func (p *dbProbe) stop() (time.Duration, int64, int64) {
+	close(p.done)
+	r := <-p.result
+	return time.Duration(r[0]), r[1], r[2]
 }

@@ -524,3 +524,28 @@ func logProxies(t *testing.T) {
 		t.Logf("host %d kamal-proxy log:\n%s", i, out)
 	}
 }
+
+func TestProxySettingsChangeRewritesTheRouteOnly(t *testing.T) {
+	ns := fleetNS(t)
+	d := appDeployment(ns, "routeapp", "v1")
+	createDeployment(t, d)
+	waitDeployed(t, d)
+	ids := map[int]string{}
+	for _, i := range webHosts {
+		ids[i] = containerID(t, env.Host(i), "routeapp-web-v1")
+	}
+
+	update(t, d, func(d *kamalv1.Deployment) {
+		d.Spec.Proxy.Hosts = append(d.Spec.Proxy.Hosts, "alias.test")
+		d.Spec.Proxy.ResponseTimeout = &metav1.Duration{Duration: 45 * time.Second}
+	})
+	waitDeployed(t, d)
+	framework.Eventually(t, reactWithin, allServe("alias.test", "v1"))
+	framework.Eventually(t, reactWithin, allServe("routeapp.test", "v1"))
+	for _, i := range webHosts {
+		if id := containerID(t, env.Host(i), "routeapp-web-v1"); id != ids[i] {
+			t.Errorf("host %d: a proxy setting replaced the container", i)
+		}
+	}
+	waitEventD(t, d, "RouteUpdated")
+}
