@@ -6,10 +6,6 @@ package accessory
 import (
 	"archive/tar"
 	"bytes"
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"net/netip"
 	"path"
@@ -24,6 +20,7 @@ import (
 
 	kamalv1 "github.com/kamal-operator/kamal-operator/api/v1alpha1"
 	"github.com/kamal-operator/kamal-operator/internal/docker"
+	"github.com/kamal-operator/kamal-operator/internal/spechash"
 )
 
 // Network the accessory joins, where apps reach it by its container name.
@@ -70,12 +67,7 @@ type Spec struct {
 
 // Hash identifies everything that shapes the container, keyed with key (the Accessory's UID),
 // so a host user reading the label cannot test guesses of secret values against it.
-func (s *Spec) Hash(key string) string {
-	b, _ := json.Marshal(s)
-	m := hmac.New(sha256.New, []byte(key))
-	m.Write(b)
-	return hex.EncodeToString(m.Sum(nil))[:16]
-}
+func (s *Spec) Hash(key string) string { return spechash.Of(key, s) }
 
 // Folder is this accessory's own folder on a host.
 func (s *Spec) Folder() string { return Folder(s.Namespace, s.Name) }

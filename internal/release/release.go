@@ -4,10 +4,6 @@
 package release
 
 import (
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
 	"regexp"
 	"sort"
 	"strings"
@@ -18,6 +14,7 @@ import (
 
 	kamalv1 "github.com/kamal-operator/kamal-operator/api/v1alpha1"
 	"github.com/kamal-operator/kamal-operator/internal/docker"
+	"github.com/kamal-operator/kamal-operator/internal/spechash"
 )
 
 // Network every app container joins, where the proxy reaches it by name.
@@ -65,12 +62,7 @@ func (r *Role) Version() string { return Version(r.Image) }
 
 // Hash identifies everything that shapes the container, keyed with key (the Deployment's
 // UID), so a host user reading the label cannot test guesses of secret values against it.
-func (r *Role) Hash(key string) string {
-	b, _ := json.Marshal(r)
-	m := hmac.New(sha256.New, []byte(key))
-	m.Write(b)
-	return hex.EncodeToString(m.Sum(nil))[:16]
-}
+func (r *Role) Hash(key string) string { return spechash.Of(key, r) }
 
 var nameUnsafe = regexp.MustCompile(`[^a-zA-Z0-9_.-]`)
 

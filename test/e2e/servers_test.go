@@ -21,6 +21,7 @@ import (
 
 	kamalv1 "github.com/kamal-operator/kamal-operator/api/v1alpha1"
 	"github.com/kamal-operator/kamal-operator/internal/proxy"
+	"github.com/kamal-operator/kamal-operator/internal/release"
 	"github.com/kamal-operator/kamal-operator/test/framework"
 )
 
@@ -105,14 +106,16 @@ func TestProxyRecreatedAndUpgradedKeepsRoutes(t *testing.T) {
 		t.Fatal("no connection for web-1")
 	}
 	ctx := context.Background()
-	route := map[string]any{
-		"match":    []any{map[string]any{"host": []string{"app.test"}}},
-		"handle":   []any{map[string]any{"handler": "reverse_proxy", "upstreams": []any{map[string]any{"dial": "e2e-app:80"}}}},
-		"terminal": true,
-	}
-	if err := host.Proxy.UpsertRoute(ctx, "e2e-app", route, true); err != nil {
+	// A route as the controller makes it: its upstream lives in the proxy's route table, which
+	// is saved in the data volume, so a recreated or upgraded proxy routes the same.
+	p := &release.Proxy{Hosts: []string{"app.test"}, AppPort: 80, ResponseTimeout: 30 * time.Second}
+	if err := host.Proxy.SetUpstream(ctx, "e2e-app", p.Upstream("e2e-app")); err != nil {
 		t.Fatal(err)
 	}
+	if err := host.Proxy.UpsertRoute(ctx, "e2e-app", p.Route("e2e-app"), true); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = host.Proxy.DeleteRoute(context.Background(), "e2e-app") })
 	servesV1 := func() error {
 		code, body, err := httpGet(h, "app.test", "/version")
 		if err != nil {
