@@ -63,7 +63,8 @@ type ServerSelector struct {
 
 // EnvVar is an environment variable of a container: a literal value or one read from a Secret
 // or ConfigMap key. Values from Secrets reach the container through the Docker Engine API only:
-// they are never written to the host's disk, logs, events or status.
+// never through a command line, a file the controller writes, logs, events or status (Docker
+// itself keeps a container's env in its state on the host, readable by root).
 // +kubebuilder:validation:XValidation:rule="!(has(self.value) && has(self.valueFrom))",message="set value or valueFrom, not both"
 type EnvVar struct {
 	// Name of the variable.

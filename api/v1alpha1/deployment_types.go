@@ -123,8 +123,9 @@ type DeploymentSpec struct {
 }
 
 // Role is one kind of container of the app (Kamal's `servers.<role>`).
-// Its env is added to the Deployment's (a role entry wins on the same name); its options,
-// logging and proxy fields override the Deployment's field by field.
+// Its env is added to the Deployment's (a role entry wins on the same name); its options and
+// logging, when set, replace the Deployment's; its proxy fields override the Deployment's field
+// by field.
 type Role struct {
 	// Servers this role runs on.
 	Servers ServerSelector `json:"servers"`
@@ -221,7 +222,7 @@ type Proxy struct {
 	SSLRedirect *bool `json:"sslRedirect,omitempty"`
 
 	// ForwardHeaders passes the client's X-Forwarded-* headers on instead of replacing them
-	// (default: true without ssl, false with it).
+	// (default true).
 	// +optional
 	ForwardHeaders *bool `json:"forwardHeaders,omitempty"`
 
@@ -257,7 +258,8 @@ type ProxyBuffering struct {
 	// MaxResponseBody bounds buffered responses (0: no limit).
 	// +optional
 	MaxResponseBody *resource.Quantity `json:"maxResponseBody,omitempty"`
-	// Memory a buffer may use before it spills to disk (default 1Mi).
+	// Memory is how much of a buffered body the proxy holds in memory; the rest streams
+	// (default 1Mi).
 	// +optional
 	Memory *resource.Quantity `json:"memory,omitempty"`
 }

@@ -70,7 +70,7 @@ type ServerSpec struct {
 	Port int32 `json:"port,omitempty"`
 
 	// User to log in as. Docker must be usable by it (root, or a member of the docker group, or
-	// rootless Docker with dockerSocket set).
+	// rootless Docker with docker.socketPath set).
 	// +optional
 	// +kubebuilder:default=root
 	// +kubebuilder:validation:MaxLength=32
