@@ -164,11 +164,35 @@ func TestAccessoryServesTheAppAndKeepsItsData(t *testing.T) {
 	h := env.Host(webHosts[0])
 	folder := accessory.Folder(ns, "db")
 
+	// The accessory and the app that depends on it are created together, as `kubectl apply -f`
+	// of both does: the app waits, and boots only once the accessory is Ready.
 	a := postgresAccessory(ns)
+	d := dbApp(ns)
 	t0 := time.Now()
 	createAccessory(t, a)
-	waitAccessory(t, a, kamalv1.ConditionReady, metav1.ConditionTrue, kamalv1.ReasonReconciled, readyWithin)
+	createDeployment(t, d)
+	sawWaiting := false
+	framework.Eventually(t, readyWithin, func() error {
+		var cur kamalv1.Deployment
+		if err := k8s.Get(context.Background(), client.ObjectKeyFromObject(d), &cur); err != nil {
+			return err
+		}
+		if c := findCond(cur.Status.Conditions, kamalv1.ConditionReconciling); c != nil && c.Reason == kamalv1.ReasonWaitingForDeps {
+			sawWaiting = true
+		}
+		if err := k8s.Get(context.Background(), client.ObjectKeyFromObject(a), a); err != nil {
+			return err
+		}
+		if c := findCond(a.Status.Conditions, kamalv1.ConditionReady); c == nil || c.Status != metav1.ConditionTrue || c.ObservedGeneration != a.Generation {
+			return fmt.Errorf("accessory Ready = %+v", c)
+		}
+		return nil
+	})
 	t.Logf("accessory Ready in %s", time.Since(t0).Round(time.Millisecond))
+	if !sawWaiting {
+		t.Error("the Deployment never said it waits for the accessory")
+	}
+	readyAt := findCond(a.Status.Conditions, kamalv1.ConditionReady).LastTransitionTime.Time
 	if a.Status.ServersReady != "1/1" || len(a.Status.Servers) != 1 || a.Status.Servers[0].State != kamalv1.TargetRunning {
 		t.Errorf("status: %s %+v", a.Status.ServersReady, a.Status.Servers)
 	}
@@ -194,10 +218,16 @@ func TestAccessoryServesTheAppAndKeepsItsData(t *testing.T) {
 		t.Errorf("the password shows in labels or the command: %s", inspect)
 	}
 
-	// The app waits for the accessory, then reaches it by name and writes a row.
-	d := dbApp(ns)
-	createDeployment(t, d)
+	// The app booted after the accessory was Ready, reaches it by name and writes a row.
 	waitDeployed(t, d)
+	created, err := time.Parse(time.RFC3339Nano, hostExec(t, h, "docker", "inspect", "-f", "{{.Created}}", "dbapp-web-v1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Conditions keep whole seconds.
+	if created.Before(readyAt) {
+		t.Errorf("the app's container was created at %s, before the accessory was Ready at %s", created, readyAt)
+	}
 	code, body, err := httpDo(h, http.MethodPost, "dbapp.test", "/db/rows?value=first")
 	if err != nil || code != http.StatusOK {
 		t.Fatalf("POST /db/rows: %d %s %v", code, body, err)
