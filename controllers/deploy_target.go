@@ -19,6 +19,7 @@ import (
 	kamalv1 "github.com/kamal-operator/kamal-operator/api/v1alpha1"
 	"github.com/kamal-operator/kamal-operator/internal/docker"
 	"github.com/kamal-operator/kamal-operator/internal/fleet"
+	"github.com/kamal-operator/kamal-operator/internal/proxy"
 	"github.com/kamal-operator/kamal-operator/internal/release"
 )
 
@@ -66,6 +67,23 @@ func (dp *deployer) syncRoute(ctx context.Context, t *target) error {
 	if changed {
 		dp.event(corev1.EventTypeNormal, "RouteUpdated", "route of %s on %s updated to the proxy settings", t.routed, t.server)
 	}
+	return nil
+}
+
+// dropRoute removes the route of a role that is no longer behind the proxy; the containers
+// stay.
+func (dp *deployer) dropRoute(ctx context.Context, t *target) error {
+	id := release.RouteID(t.role.Namespace, t.role.Deployment, t.role.Name)
+	if _, err := t.host.Proxy.Route(ctx, id); err != nil {
+		if errors.Is(err, proxy.ErrNotFound) || isAdminUnreachable(err) {
+			return nil
+		}
+		return fmt.Errorf("reading the route on %s: %w", t.server, err)
+	}
+	if err := t.host.Proxy.DeleteRoute(ctx, id); err != nil {
+		return fmt.Errorf("removing the route on %s: %w", t.server, err)
+	}
+	dp.event(corev1.EventTypeNormal, "RouteRemoved", "role %s is no longer behind the proxy on %s", t.role.Name, t.server)
 	return nil
 }
 

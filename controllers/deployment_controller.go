@@ -338,10 +338,12 @@ func (r *DeploymentReconciler) rolloutRole(ctx context.Context, dp *deployer, ro
 		}
 		t.plan = release.PlanTarget(hash, role.ContainerName(hash, false), observed[server][role.Name], role.Proxy != nil, t.routed, int(d.Spec.RetainContainers))
 		if t.plan.Converged {
-			if role.Proxy != nil {
-				if err := dp.syncRoute(ctx, t); err != nil {
-					return ctrl.Result{}, err
-				}
+			sync := dp.syncRoute
+			if role.Proxy == nil {
+				sync = dp.dropRoute
+			}
+			if err := sync(ctx, t); err != nil {
+				return ctrl.Result{}, err
 			}
 			if err := dp.prune(ctx, t); err != nil {
 				return ctrl.Result{}, err

@@ -548,4 +548,20 @@ func TestProxySettingsChangeRewritesTheRouteOnly(t *testing.T) {
 		}
 	}
 	waitEventD(t, d, "RouteUpdated")
+
+	// Taken out of the proxy: the route goes, the containers stay.
+	update(t, d, func(d *kamalv1.Deployment) { d.Spec.Proxy.Enabled = ptr.To(false) })
+	waitDeployed(t, d)
+	waitEventD(t, d, "RouteRemoved")
+	for _, i := range webHosts {
+		framework.Eventually(t, reactWithin, func() error {
+			if code, body, err := httpGet(env.Host(i), "routeapp.test", "/version"); err != nil || code != http.StatusNotFound {
+				return fmt.Errorf("host %d still routes routeapp.test: %d %q %v", i, code, body, err)
+			}
+			return nil
+		})
+		if id := containerID(t, env.Host(i), "routeapp-web-v1"); id != ids[i] {
+			t.Errorf("host %d: leaving the proxy replaced the container", i)
+		}
+	}
 }
