@@ -237,13 +237,7 @@ func TestAccessoryServesTheAppAndKeepsItsData(t *testing.T) {
 	// An env change recreates the container on the same data.
 	before := containerID(t, h, "db")
 	probe := startDBProbe(h)
-	framework.Eventually(t, 10*time.Second, func() error {
-		if err := k8s.Get(context.Background(), client.ObjectKeyFromObject(a), a); err != nil {
-			return err
-		}
-		a.Spec.Env = append(a.Spec.Env, kamalv1.EnvVar{Name: "TZ", Value: "UTC"})
-		return k8s.Update(context.Background(), a)
-	})
+	updateObject(t, a, func(a *kamalv1.Accessory) { a.Spec.Env = append(a.Spec.Env, kamalv1.EnvVar{Name: "TZ", Value: "UTC"}) })
 	waitAccessory(t, a, kamalv1.ConditionReady, metav1.ConditionTrue, kamalv1.ReasonReconciled, reactWithin)
 	if after := containerID(t, h, "db"); after == before {
 		t.Fatal("the env change did not recreate the container")
@@ -290,13 +284,7 @@ func TestAccessoryServesTheAppAndKeepsItsData(t *testing.T) {
 	waitRow(t, h, "first")
 
 	// Deleted with Delete: the folder goes too.
-	framework.Eventually(t, 10*time.Second, func() error {
-		if err := k8s.Get(context.Background(), client.ObjectKeyFromObject(a), a); err != nil {
-			return err
-		}
-		a.Spec.DeletionPolicy = kamalv1.DeletionDelete
-		return k8s.Update(context.Background(), a)
-	})
+	updateObject(t, a, func(a *kamalv1.Accessory) { a.Spec.DeletionPolicy = kamalv1.DeletionDelete })
 	waitAccessory(t, a, kamalv1.ConditionReady, metav1.ConditionTrue, kamalv1.ReasonReconciled, reactWithin)
 	deleteAccessory(t, a)
 	if out, err := h.Exec(context.Background(), "test", "-e", folder); err == nil {

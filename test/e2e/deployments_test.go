@@ -115,13 +115,7 @@ func waitDeployed(t testing.TB, d *kamalv1.Deployment) {
 // setImage updates the Deployment's image (retrying on conflicts with status writes).
 func update(t testing.TB, d *kamalv1.Deployment, mut func(*kamalv1.Deployment)) {
 	t.Helper()
-	framework.Eventually(t, 10*time.Second, func() error {
-		if err := k8s.Get(context.Background(), client.ObjectKeyFromObject(d), d); err != nil {
-			return err
-		}
-		mut(d)
-		return k8s.Update(context.Background(), d)
-	})
+	updateObject(t, d, mut)
 }
 
 // versionsServed asks every web host's proxy for /version.

@@ -150,3 +150,16 @@ func waitEvent(t testing.TB, ns, name, reason string) {
 	t.Helper()
 	framework.Eventually(t, reactWithin, func() error { return framework.FindEvent(k8s, ns, name, reason) })
 }
+
+// updateObject reads obj, applies mut and writes it back, again on a conflict with the
+// controller's status writes.
+func updateObject[T client.Object](t testing.TB, obj T, mut func(T)) {
+	t.Helper()
+	framework.Eventually(t, 10*time.Second, func() error {
+		if err := k8s.Get(context.Background(), client.ObjectKeyFromObject(obj), obj); err != nil {
+			return err
+		}
+		mut(obj)
+		return k8s.Update(context.Background(), obj)
+	})
+}

@@ -142,13 +142,9 @@ func TestProxyRecreatedAndUpgradedKeepsRoutes(t *testing.T) {
 	t.Logf("proxy removed by hand served again after %s", time.Since(t0).Round(time.Millisecond))
 
 	// A settings change replaces the container and keeps the route.
-	if err := k8s.Get(ctx, client.ObjectKeyFromObject(srv), srv); err != nil {
-		t.Fatal(err)
-	}
-	srv.Spec.Proxy.Options = &kamalv1.ContainerOptions{Resources: &kamalv1.Resources{Memory: ptr.To(resource.MustParse("256Mi"))}}
-	if err := k8s.Update(ctx, srv); err != nil {
-		t.Fatal(err)
-	}
+	updateObject(t, srv, func(srv *kamalv1.Server) {
+		srv.Spec.Proxy.Options = &kamalv1.ContainerOptions{Resources: &kamalv1.Resources{Memory: ptr.To(resource.MustParse("256Mi"))}}
+	})
 	waitReady(t, srv)
 	waitEvent(t, ns, srv.Name, "ProxyUpgraded")
 	if mem := hostExec(t, h, "docker", "inspect", "-f", "{{.HostConfig.Memory}}", proxy.ContainerName); mem != fmt.Sprint(256<<20) {
@@ -237,21 +233,14 @@ func TestTrustOnFirstUsePinsTheFirstKey(t *testing.T) {
 	trusted := srv.Status.TrustedHostKey
 
 	// The same Server now answers with another key (here: another host at its address).
-	ctx := context.Background()
-	srv.Spec.Address = other.Address()
-	if err := k8s.Update(ctx, srv); err != nil {
-		t.Fatal(err)
-	}
+	updateObject(t, srv, func(srv *kamalv1.Server) { srv.Spec.Address = other.Address() })
 	waitCondition(t, srv, kamalv1.ConditionReady, metav1.ConditionFalse, kamalv1.ReasonHostKeyMismatch, reactWithin)
 	if srv.Status.TrustedHostKey != trusted {
 		t.Errorf("trusted key changed to %q", srv.Status.TrustedHostKey)
 	}
 
 	// Back at its own address it is trusted again, and cleanup can reach it.
-	srv.Spec.Address = h.Address()
-	if err := k8s.Update(ctx, srv); err != nil {
-		t.Fatal(err)
-	}
+	updateObject(t, srv, func(srv *kamalv1.Server) { srv.Spec.Address = h.Address() })
 	waitReady(t, srv)
 }
 
