@@ -38,11 +38,11 @@ const (
 	keyPrefix     = "resource.customizations.health."
 )
 
-// scriptFiles maps each kind to its .lua file in configDir.
+// scriptFiles maps each kind to its .lua file in configDir: one script serves the three.
 var scriptFiles = map[string]string{
-	"Server":     "server.lua",
-	"Deployment": "deployment.lua",
-	"Accessory":  "accessory.lua",
+	"Server":     "health.lua",
+	"Deployment": "health.lua",
+	"Accessory":  "health.lua",
 }
 
 // healthKey is the argocd-cm key Argo CD looks up for a kind: <group>_<kind>.

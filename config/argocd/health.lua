@@ -1,7 +1,10 @@
--- Argo CD health check for kamal.operator.dev/Server (kamal-operator), kstatus semantics:
+-- Argo CD health check for kamal-operator's kinds (kamal.operator.dev Server, Deployment and
+-- Accessory), kstatus semantics:
 --   Healthy      Ready=True and status.observedGeneration == metadata.generation
 --   Progressing  no status yet, observedGeneration behind, Reconciling=True, or Ready Unknown/absent
 --   Degraded     Stalled=True, or Ready=False while nothing is in progress
+--   Suspended    a Deployment with spec.suspend true (checked first: the controller leaves its
+--                status as it was); the other kinds have no such field
 -- The message is the deciding condition's message. Needs only Lua's base library.
 local hs = {}
 
@@ -25,6 +28,16 @@ local function describe(c, fallback)
     return c.reason
   end
   return fallback
+end
+
+if obj.kind == "Deployment" and obj.spec ~= nil and obj.spec.suspend == true then
+  local last = condition(obj.status ~= nil and obj.status.conditions or nil, "Ready")
+  hs.status = "Suspended"
+  hs.message = "spec.suspend is true: nothing on the hosts is changed"
+  if last ~= nil and last.message ~= nil and last.message ~= "" then
+    hs.message = hs.message .. "; last Ready message: " .. last.message
+  end
+  return hs
 end
 
 local generation = nil
