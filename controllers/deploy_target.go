@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -30,8 +31,9 @@ type target struct {
 	role   *release.Role
 	hash   string
 	plan   release.Plan
-	// upstream is where the role's route sends to on this host ("container:port", "" when
-	// none), routed its container.
+	// route is the role's route as the host's proxy holds it (nil when none), upstream where it
+	// sends to ("container:port", "" when none), routed that container.
+	route            json.RawMessage
 	upstream, routed string
 }
 
@@ -53,12 +55,7 @@ func (dp *deployer) syncRoute(ctx context.Context, t *target) error {
 		}
 		changed = true
 	}
-	want := p.Route(id)
-	cur, err := t.host.Proxy.Route(ctx, id)
-	if err != nil {
-		return fmt.Errorf("reading the route on %s: %w", t.server, err)
-	}
-	if !release.SameRoute(cur, want) {
+	if want := p.Route(id); !release.SameRoute(t.route, want) {
 		if err := t.host.Proxy.UpsertRoute(ctx, id, want, p.Specific()); err != nil {
 			return fmt.Errorf("updating the route on %s: %w", t.server, err)
 		}
@@ -192,14 +189,16 @@ func (dp *deployer) deploy(ctx context.Context, t *target) error {
 	}
 
 	if p := t.role.Proxy; p != nil && t.routed != desired.Name {
-		// The upstream first: the switch itself. The route then exists (first deploy) or is
-		// unchanged, which Caddy takes as no config change.
+		// The upstream first: the switch itself. The route is written only when it is missing
+		// (first deploy) or differs; an unchanged route is no Caddy config change.
 		id := release.RouteID(t.role.Namespace, t.role.Deployment, t.role.Name)
 		if err := t.host.Proxy.SetUpstream(ctx, id, p.Upstream(desired.Name)); err != nil {
 			return fmt.Errorf("switching the route on %s: %w", t.server, err)
 		}
-		if err := t.host.Proxy.UpsertRoute(ctx, id, p.Route(id), p.Specific()); err != nil {
-			return fmt.Errorf("writing the route on %s: %w", t.server, err)
+		if route := p.Route(id); !release.SameRoute(t.route, route) {
+			if err := t.host.Proxy.UpsertRoute(ctx, id, route, p.Specific()); err != nil {
+				return fmt.Errorf("writing the route on %s: %w", t.server, err)
+			}
 		}
 		dp.event(corev1.EventTypeNormal, "Switched", "%s now serves %s on %s", desired.Name, strings.Join(p.Hosts, ","), t.server)
 		dp.drain(ctx, t, p)

@@ -329,11 +329,11 @@ func (r *DeploymentReconciler) rolloutRole(ctx context.Context, dp *deployer, ro
 		}
 		t := &target{server: server, host: h, role: role, hash: hash}
 		if role.Proxy != nil {
-			up, err := h.Proxy.RoutedTo(ctx, release.RouteID(role.Namespace, role.Deployment, role.Name))
+			route, up, err := h.Proxy.RoutedTo(ctx, release.RouteID(role.Namespace, role.Deployment, role.Name))
 			if err != nil {
 				return ctrl.Result{}, fmt.Errorf("reading the route on %s: %w", server, err)
 			}
-			t.upstream = up
+			t.route, t.upstream = route, up
 			t.routed, _, _ = strings.Cut(up, ":")
 		}
 		t.plan = release.PlanTarget(hash, role.ContainerName(hash, false), observed[server][role.Name], role.Proxy != nil, t.routed, int(d.Spec.RetainContainers))

@@ -206,10 +206,12 @@ func TestSwitchesUnderLoadFailNothing(t *testing.T) {
 		if i%2 == 0 {
 			up = b
 		}
+		before := ok.Load() + failed.Load()
 		if code, body := adminDo(t, admin, http.MethodPut, "/kamal/routes/r", map[string]string{"upstream": up}); code != http.StatusOK {
 			t.Fatalf("PUT: %d %s", code, body)
 		}
-		time.Sleep(5 * time.Millisecond)
+		// Let some requests through on each side of every switch.
+		waitFor(t, func() bool { return ok.Load()+failed.Load() >= before+8 })
 	}
 	close(stop)
 	wg.Wait()

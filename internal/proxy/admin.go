@@ -141,25 +141,26 @@ func (a *Admin) SetUpstream(ctx context.Context, id, upstream string) error {
 	return a.do(ctx, http.MethodPut, "/kamal/routes/"+id, map[string]string{"upstream": upstream}, nil)
 }
 
-// RoutedTo returns the upstream address ("container:port") of route id, "" when the route or
-// its upstream is missing.
-func (a *Admin) RoutedTo(ctx context.Context, id string) (string, error) {
-	if _, err := a.Route(ctx, id); err != nil {
+// RoutedTo returns route id as Caddy holds it and its upstream address ("container:port"); both
+// empty when the route is missing, the upstream empty when the table has none for it.
+func (a *Admin) RoutedTo(ctx context.Context, id string) (json.RawMessage, string, error) {
+	route, err := a.Route(ctx, id)
+	if err != nil {
 		if errors.Is(err, ErrNotFound) {
-			return "", nil
+			return nil, "", nil
 		}
-		return "", err
+		return nil, "", err
 	}
 	var r struct {
 		Upstream string `json:"upstream"`
 	}
 	if err := a.do(ctx, http.MethodGet, "/kamal/routes/"+id, nil, &r); err != nil {
 		if errors.Is(err, ErrNotFound) {
-			return "", nil
+			return route, "", nil
 		}
-		return "", err
+		return nil, "", err
 	}
-	return r.Upstream, nil
+	return route, r.Upstream, nil
 }
 
 // InFlight returns the requests in flight per upstream address.
