@@ -7,6 +7,8 @@ import (
 	"os/exec"
 	"sort"
 	"strings"
+
+	"github.com/kamal-operator/kamal-operator/test/debian"
 )
 
 // required maps each program the hosts need to the Debian package that ships it.
@@ -77,20 +79,8 @@ func EnsurePackages(ctx context.Context, logf func(string, ...any)) error {
 		}
 		defer os.Remove(policy)
 	}
-	env := append(os.Environ(), "DEBIAN_FRONTEND=noninteractive", "RUNLEVEL=1")
-	for _, args := range [][]string{
-		{"update"},
-		append([]string{"install", "-y", "--no-install-recommends", "-o", "Dpkg::Options::=--force-confold"}, pkgs...),
-	} {
-		cmd := exec.CommandContext(ctx, "apt-get", args...)
-		cmd.Env = env
-		if out, err := cmd.CombinedOutput(); err != nil {
-			tail := string(out)
-			if len(tail) > 4000 {
-				tail = tail[len(tail)-4000:]
-			}
-			return fmt.Errorf("apt-get %s: %w\n%s", strings.Join(args, " "), err, tail)
-		}
+	if err := debian.Install(ctx, []string{"RUNLEVEL=1"}, pkgs...); err != nil {
+		return err
 	}
 	if left := missingPackages(); len(left) > 0 {
 		return fmt.Errorf("still missing after apt-get install: %v", left)

@@ -22,6 +22,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/kamal-operator/kamal-operator/test/debian"
 )
 
 // The PostgreSQL fixture image: Debian bookworm's postgresql-15 on a debootstrap root (variant
@@ -567,20 +569,8 @@ func ensureDebootstrap(ctx context.Context, logf func(string, ...any)) error {
 		return nil
 	}
 	logf("installing Debian packages: %s", strings.Join(pkgs, " "))
-	env := append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
-	for _, args := range [][]string{
-		{"update"},
-		append([]string{"install", "-y", "--no-install-recommends", "-o", "Dpkg::Options::=--force-confold"}, pkgs...),
-	} {
-		cmd := exec.CommandContext(ctx, "apt-get", args...)
-		cmd.Env = env
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t := string(out)
-			if len(t) > 4000 {
-				t = t[len(t)-4000:]
-			}
-			return fmt.Errorf("apt-get %s: %w\n%s", strings.Join(args, " "), err, t)
-		}
+	if err := debian.Install(ctx, nil, pkgs...); err != nil {
+		return err
 	}
 	if _, err := os.Stat("/usr/sbin/debootstrap"); err != nil {
 		return fmt.Errorf("debootstrap still missing after apt-get install: %w", err)
