@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"io"
 	"net/http"
 	"regexp"
 	"strings"
@@ -12,6 +11,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -96,33 +96,7 @@ func deleteAccessory(t *testing.T, a *kamalv1.Accessory) {
 
 func waitAccessory(t testing.TB, a *kamalv1.Accessory, typ string, st metav1.ConditionStatus, reason string, within time.Duration) *metav1.Condition {
 	t.Helper()
-	var got *metav1.Condition
-	framework.Eventually(t, within, func() error {
-		if err := k8s.Get(context.Background(), client.ObjectKeyFromObject(a), a); err != nil {
-			return err
-		}
-		got = findCond(a.Status.Conditions, typ)
-		if got == nil || got.Status != st || (reason != "" && got.Reason != reason) || got.ObservedGeneration != a.Generation {
-			return fmt.Errorf("%s = %+v, want %s/%s (servers %+v)", typ, got, st, reason, a.Status.Servers)
-		}
-		return nil
-	})
-	return got
-}
-
-func httpDo(h *hosts.Host, method, hostHeader, path string) (int, string, error) {
-	req, err := http.NewRequest(method, "http://"+h.Address()+path, nil)
-	if err != nil {
-		return 0, "", err
-	}
-	req.Host = hostHeader
-	resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
-	if err != nil {
-		return 0, "", err
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	return resp.StatusCode, string(b), nil
+	return waitFor(t, a, func() []metav1.Condition { return a.Status.Conditions }, func() any { return a.Status.Servers }, typ, st, reason, within)
 }
 
 // rows answers the app's rows, read from the database through web-1's proxy.
@@ -152,10 +126,6 @@ func waitRow(t *testing.T, h *hosts.Host, value string) {
 	})
 }
 
-func containerID(t *testing.T, h *hosts.Host, name string) string {
-	return hostExec(t, h, "docker", "inspect", "-f", "{{.Id}}", name)
-}
-
 var downFor = regexp.MustCompile(`down ([0-9.]+m?s)`)
 
 func TestAccessoryServesTheAppAndKeepsItsData(t *testing.T) {
@@ -177,13 +147,13 @@ func TestAccessoryServesTheAppAndKeepsItsData(t *testing.T) {
 		if err := k8s.Get(context.Background(), client.ObjectKeyFromObject(d), &cur); err != nil {
 			return err
 		}
-		if c := findCond(cur.Status.Conditions, kamalv1.ConditionReconciling); c != nil && c.Reason == kamalv1.ReasonWaitingForDeps {
+		if c := meta.FindStatusCondition(cur.Status.Conditions, kamalv1.ConditionReconciling); c != nil && c.Reason == kamalv1.ReasonWaitingForDeps {
 			sawWaiting = true
 		}
 		if err := k8s.Get(context.Background(), client.ObjectKeyFromObject(a), a); err != nil {
 			return err
 		}
-		if c := findCond(a.Status.Conditions, kamalv1.ConditionReady); c == nil || c.Status != metav1.ConditionTrue || c.ObservedGeneration != a.Generation {
+		if c := meta.FindStatusCondition(a.Status.Conditions, kamalv1.ConditionReady); c == nil || c.Status != metav1.ConditionTrue || c.ObservedGeneration != a.Generation {
 			return fmt.Errorf("accessory Ready = %+v", c)
 		}
 		return nil
@@ -192,7 +162,7 @@ func TestAccessoryServesTheAppAndKeepsItsData(t *testing.T) {
 	if !sawWaiting {
 		t.Error("the Deployment never said it waits for the accessory")
 	}
-	readyAt := findCond(a.Status.Conditions, kamalv1.ConditionReady).LastTransitionTime.Time
+	readyAt := meta.FindStatusCondition(a.Status.Conditions, kamalv1.ConditionReady).LastTransitionTime.Time
 	if a.Status.ServersReady != "1/1" || len(a.Status.Servers) != 1 || a.Status.Servers[0].State != kamalv1.TargetRunning {
 		t.Errorf("status: %s %+v", a.Status.ServersReady, a.Status.Servers)
 	}
@@ -309,7 +279,7 @@ func TestAccessoryWithAMissingConfigMapMakesNothing(t *testing.T) {
 	if !strings.Contains(c.Message, `ConfigMap "pg-config"`) || !strings.Contains(c.Message, "/etc/postgresql/extra.conf") {
 		t.Errorf("message %q does not name the ConfigMap and the file", c.Message)
 	}
-	if ready := findCond(a.Status.Conditions, kamalv1.ConditionReady); ready == nil || ready.Status != metav1.ConditionFalse {
+	if ready := meta.FindStatusCondition(a.Status.Conditions, kamalv1.ConditionReady); ready == nil || ready.Status != metav1.ConditionFalse {
 		t.Errorf("Ready = %+v, want False", ready)
 	}
 	for _, n := range containerNames(t, h) {

@@ -13,6 +13,7 @@ import (
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/client"
 	"golang.org/x/crypto/ssh"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
 	ctrlclient "sigs.k8s.io/controller-runtime/pkg/client"
@@ -209,7 +210,7 @@ func BenchmarkDeployment(b *testing.B) {
 }
 
 func conditionsReady(d *kamalv1.Deployment) bool {
-	c := findCond(d.Status.Conditions, kamalv1.ConditionReady)
+	c := meta.FindStatusCondition(d.Status.Conditions, kamalv1.ConditionReady)
 	return c != nil && c.Status == "True" && c.ObservedGeneration == d.Generation && d.Status.ReadyTargets == d.Status.TotalTargets
 }
 

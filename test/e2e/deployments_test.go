@@ -11,6 +11,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
@@ -84,27 +85,7 @@ func createDeployment(t testing.TB, d *kamalv1.Deployment) {
 
 func waitDeployment(t testing.TB, d *kamalv1.Deployment, typ string, st metav1.ConditionStatus, reason string, within time.Duration) *metav1.Condition {
 	t.Helper()
-	var got *metav1.Condition
-	framework.Eventually(t, within, func() error {
-		if err := k8s.Get(context.Background(), client.ObjectKeyFromObject(d), d); err != nil {
-			return err
-		}
-		got = findCond(d.Status.Conditions, typ)
-		if got == nil || got.Status != st || (reason != "" && got.Reason != reason) || got.ObservedGeneration != d.Generation {
-			return fmt.Errorf("%s = %+v, want %s/%s (targets %+v)", typ, got, st, reason, d.Status.Targets)
-		}
-		return nil
-	})
-	return got
-}
-
-func findCond(conds []metav1.Condition, typ string) *metav1.Condition {
-	for i := range conds {
-		if conds[i].Type == typ {
-			return &conds[i]
-		}
-	}
-	return nil
+	return waitFor(t, d, func() []metav1.Condition { return d.Status.Conditions }, func() any { return d.Status.Targets }, typ, st, reason, within)
 }
 
 func waitDeployed(t testing.TB, d *kamalv1.Deployment) {
@@ -315,7 +296,7 @@ func TestBrokenImageHaltsAndRollbackNeedsNoPull(t *testing.T) {
 	waitDeployed(t, d)
 	v1IDs := map[int]string{}
 	for _, i := range webHosts {
-		v1IDs[i] = hostExec(t, env.Host(i), "docker", "inspect", "-f", "{{.Id}}", "app-web-v1")
+		v1IDs[i] = containerID(t, env.Host(i), "app-web-v1")
 	}
 	update(t, d, func(d *kamalv1.Deployment) { d.Spec.Image = env.Image("sampleapp:v2") })
 	waitDeployed(t, d)
@@ -330,7 +311,7 @@ func TestBrokenImageHaltsAndRollbackNeedsNoPull(t *testing.T) {
 	if !strings.Contains(c.Message, "health check GET /up") || !strings.Contains(c.Message, "503") {
 		t.Errorf("Stalled message %q does not say what the health check saw", c.Message)
 	}
-	if r := findCond(d.Status.Conditions, kamalv1.ConditionReady); r == nil || r.Status != metav1.ConditionFalse {
+	if r := meta.FindStatusCondition(d.Status.Conditions, kamalv1.ConditionReady); r == nil || r.Status != metav1.ConditionFalse {
 		t.Errorf("Ready = %+v", r)
 	}
 	if s := framework.Kstatus(t, d); s != status.FailedStatus {
@@ -358,7 +339,7 @@ func TestBrokenImageHaltsAndRollbackNeedsNoPull(t *testing.T) {
 	waitDeployed(t, d)
 	framework.Eventually(t, reactWithin, allServe("app.test", "v1"))
 	for _, i := range webHosts {
-		if id := hostExec(t, env.Host(i), "docker", "inspect", "-f", "{{.Id}}", "app-web-v1"); id != v1IDs[i] {
+		if id := containerID(t, env.Host(i), "app-web-v1"); id != v1IDs[i] {
 			t.Errorf("host %d: app-web-v1 was recreated (%s, was %s)", i, id, v1IDs[i])
 		}
 		pulls := hostExec(t, env.Host(i), "docker", "events", "--since", fmt.Sprint(since.Unix()), "--until", fmt.Sprint(time.Now().Unix()), "--filter", "type=image", "--filter", "event=pull", "--format", "{{.Actor.ID}}")
@@ -548,12 +529,7 @@ func TestProxySettingsChangeRewritesTheRouteOnly(t *testing.T) {
 	waitDeployed(t, d)
 	waitEventD(t, d, "RouteRemoved")
 	for _, i := range webHosts {
-		framework.Eventually(t, reactWithin, func() error {
-			if code, body, err := httpGet(env.Host(i), "routeapp.test", "/version"); err != nil || code != http.StatusNotFound {
-				return fmt.Errorf("host %d still routes routeapp.test: %d %q %v", i, code, body, err)
-			}
-			return nil
-		})
+		framework.Eventually(t, reactWithin, answers(env.Host(i), "routeapp.test", "/version", http.StatusNotFound, ""))
 		if id := containerID(t, env.Host(i), "routeapp-web-v1"); id != ids[i] {
 			t.Errorf("host %d: leaving the proxy replaced the container", i)
 		}

@@ -73,21 +73,31 @@ func createServer(t testing.TB, s *kamalv1.Server) {
 	})
 }
 
-// waitCondition waits until s's condition typ has status and reason for s's generation.
-func waitCondition(t testing.TB, s *kamalv1.Server, typ string, status metav1.ConditionStatus, reason string, within time.Duration) *metav1.Condition {
+// waitFor waits until obj's condition typ has status and reason (any, when "") for obj's
+// generation; detail, when set, adds what the status says besides.
+func waitFor(t testing.TB, obj client.Object, conds func() []metav1.Condition, detail func() any, typ string, status metav1.ConditionStatus, reason string, within time.Duration) *metav1.Condition {
 	t.Helper()
 	var got *metav1.Condition
 	framework.Eventually(t, within, func() error {
-		if err := k8s.Get(context.Background(), client.ObjectKeyFromObject(s), s); err != nil {
+		if err := k8s.Get(context.Background(), client.ObjectKeyFromObject(obj), obj); err != nil {
 			return err
 		}
-		got = meta.FindStatusCondition(s.Status.Conditions, typ)
-		if got == nil || got.Status != status || (reason != "" && got.Reason != reason) || got.ObservedGeneration != s.Generation {
+		got = meta.FindStatusCondition(conds(), typ)
+		if got == nil || got.Status != status || (reason != "" && got.Reason != reason) || got.ObservedGeneration != obj.GetGeneration() {
+			if detail != nil {
+				return fmt.Errorf("%s = %+v, want %s/%s (%+v)", typ, got, status, reason, detail())
+			}
 			return fmt.Errorf("%s = %+v, want %s/%s", typ, got, status, reason)
 		}
 		return nil
 	})
 	return got
+}
+
+// waitCondition waits until s's condition typ has status and reason for s's generation.
+func waitCondition(t testing.TB, s *kamalv1.Server, typ string, status metav1.ConditionStatus, reason string, within time.Duration) *metav1.Condition {
+	t.Helper()
+	return waitFor(t, s, func() []metav1.Condition { return s.Status.Conditions }, nil, typ, status, reason, within)
 }
 
 func waitReady(t testing.TB, s *kamalv1.Server) {
@@ -97,13 +107,17 @@ func waitReady(t testing.TB, s *kamalv1.Server) {
 
 // httpGet asks h's proxy (port 80 of the host's own address) for path with the Host header.
 func httpGet(h *hosts.Host, hostHeader, path string) (int, string, error) {
-	req, err := http.NewRequest(http.MethodGet, "http://"+h.Address()+path, nil)
+	return httpDo(h, http.MethodGet, hostHeader, path)
+}
+
+// httpDo sends method path to h's proxy (port 80) for hostHeader.
+func httpDo(h *hosts.Host, method, hostHeader, path string) (int, string, error) {
+	req, err := http.NewRequest(method, "http://"+h.Address()+path, nil)
 	if err != nil {
 		return 0, "", err
 	}
 	req.Host = hostHeader
-	c := &http.Client{Timeout: 5 * time.Second}
-	resp, err := c.Do(req)
+	resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
 	if err != nil {
 		return 0, "", err
 	}
@@ -162,4 +176,24 @@ func updateObject[T client.Object](t testing.TB, obj T, mut func(T)) {
 		mut(obj)
 		return k8s.Update(context.Background(), obj)
 	})
+}
+
+// answers is a condition: h's proxy answers GET path for hostName with code and a body that
+// contains want.
+func answers(h *hosts.Host, hostName, path string, code int, want string) func() error {
+	return func() error {
+		got, body, err := httpGet(h, hostName, path)
+		if err != nil {
+			return err
+		}
+		if got != code || !strings.Contains(body, want) {
+			return fmt.Errorf("%s GET %s for %s = %d %q, want %d with %q", h.Name(), path, hostName, got, body, code, want)
+		}
+		return nil
+	}
+}
+
+// containerID is the ID of container name on h.
+func containerID(t *testing.T, h *hosts.Host, name string) string {
+	return hostExec(t, h, "docker", "inspect", "-f", "{{.Id}}", name)
 }

@@ -66,16 +66,7 @@ func TestServerBecomesReadyWithFactsAndProxy(t *testing.T) {
 	}
 
 	// The proxy answers on the host's port 80; no app claims this host name.
-	framework.Eventually(t, reactWithin, func() error {
-		code, body, err := httpGet(h, "nothing.test", "/")
-		if err != nil {
-			return err
-		}
-		if code != 404 || !strings.Contains(body, "no app is routed") {
-			return fmt.Errorf("GET / = %d %q", code, body)
-		}
-		return nil
-	})
+	framework.Eventually(t, reactWithin, answers(h, "nothing.test", "/", 404, "no app is routed"))
 	if out := hostExec(t, h, "docker", "network", "inspect", "-f", "{{.Name}}", "kamal"); out != "kamal" {
 		t.Errorf("kamal network: %q", out)
 	}
@@ -116,20 +107,11 @@ func TestProxyRecreatedAndUpgradedKeepsRoutes(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = host.Proxy.DeleteRoute(context.Background(), "e2e-app") })
-	servesV1 := func() error {
-		code, body, err := httpGet(h, "app.test", "/version")
-		if err != nil {
-			return err
-		}
-		if code != 200 || !strings.Contains(body, "v1") {
-			return fmt.Errorf("GET /version = %d %q", code, body)
-		}
-		return nil
-	}
+	servesV1 := answers(h, "app.test", "/version", 200, "v1")
 	framework.Eventually(t, reactWithin, servesV1)
 
 	// Removed by hand: the docker event brings the Server back to work at once.
-	oldID := hostExec(t, h, "docker", "inspect", "-f", "{{.Id}}", proxy.ContainerName)
+	oldID := containerID(t, h, proxy.ContainerName)
 	hostExec(t, h, "docker", "rm", "-f", proxy.ContainerName)
 	t0 := time.Now()
 	framework.Eventually(t, reactWithin, func() error {
