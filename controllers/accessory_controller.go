@@ -1,6 +1,7 @@
 package controllers
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net"
@@ -209,48 +210,16 @@ func (r *AccessoryReconciler) resolve(ctx context.Context, a *kamalv1.Accessory)
 	}
 	for _, f := range a.Spec.Files {
 		field := "spec.files[" + f.Target + "]"
-		file := accessory.File{Target: f.Target, Mode: 0o644}
-		var ok bool
-		switch {
-		case f.SecretKeyRef != nil:
+		content, ok, problem, err := env.content(ctx, field, &kamalv1.EnvVarSource{SecretKeyRef: f.SecretKeyRef, ConfigMapKeyRef: f.ConfigMapKeyRef}, true)
+		if err != nil || problem != nil {
+			return nil, problem, err
+		}
+		if !ok {
+			continue // optional and missing
+		}
+		file := accessory.File{Target: f.Target, Mode: 0o644, Content: content}
+		if f.SecretKeyRef != nil {
 			file.Mode = 0o600
-			sec, err := env.secret(ctx, f.SecretKeyRef.Name)
-			if err != nil {
-				return nil, nil, err
-			}
-			if sec == nil {
-				if isOpt(f.SecretKeyRef.Optional) {
-					continue
-				}
-				return nil, &refProblem{Reason: kamalv1.ReasonSecretNotFound, Message: fmt.Sprintf("Secret %q (%s) not found", f.SecretKeyRef.Name, field)}, nil
-			}
-			file.Content, ok = sec.Data[f.SecretKeyRef.Key]
-			if !ok {
-				if isOpt(f.SecretKeyRef.Optional) {
-					continue
-				}
-				return nil, &refProblem{Reason: kamalv1.ReasonInvalidSecret, Message: fmt.Sprintf("Secret %q (%s) has no key %q", f.SecretKeyRef.Name, field, f.SecretKeyRef.Key)}, nil
-			}
-		case f.ConfigMapKeyRef != nil:
-			cm, err := env.configMap(ctx, f.ConfigMapKeyRef.Name)
-			if err != nil {
-				return nil, nil, err
-			}
-			if cm == nil {
-				if isOpt(f.ConfigMapKeyRef.Optional) {
-					continue
-				}
-				return nil, &refProblem{Reason: kamalv1.ReasonConfigMapNotFound, Message: fmt.Sprintf("ConfigMap %q (%s) not found", f.ConfigMapKeyRef.Name, field)}, nil
-			}
-			var v string
-			if v, ok = cm.Data[f.ConfigMapKeyRef.Key]; ok {
-				file.Content = []byte(v)
-			} else if file.Content, ok = cm.BinaryData[f.ConfigMapKeyRef.Key]; !ok {
-				if isOpt(f.ConfigMapKeyRef.Optional) {
-					continue
-				}
-				return nil, &refProblem{Reason: kamalv1.ReasonConfigMapNotFound, Message: fmt.Sprintf("ConfigMap %q (%s) has no key %q", f.ConfigMapKeyRef.Name, field, f.ConfigMapKeyRef.Key)}, nil
-			}
 		}
 		if f.Mode != nil {
 			file.Mode = int64(*f.Mode)
@@ -425,7 +394,7 @@ func writeAccessoryFiles(ctx context.Context, cli *dockerclient.Client, spec *ac
 	defer func() {
 		_, _ = cli.ContainerRemove(context.WithoutCancel(ctx), created.ID, dockerclient.ContainerRemoveOptions{Force: true})
 	}()
-	_, err = cli.CopyToContainer(ctx, created.ID, dockerclient.CopyToContainerOptions{DestinationPath: "/", Content: strings.NewReader(string(archive))})
+	_, err = cli.CopyToContainer(ctx, created.ID, dockerclient.CopyToContainerOptions{DestinationPath: "/", Content: bytes.NewReader(archive)})
 	return err
 }
 

@@ -138,36 +138,49 @@ func (r *envResolver) resolve(ctx context.Context, out *orderedEnv, field string
 }
 
 func (r *envResolver) value(ctx context.Context, field string, src *kamalv1.EnvVarSource) (string, bool, *refProblem, error) {
+	v, ok, problem, err := r.content(ctx, field, src, false)
+	return string(v), ok, problem, err
+}
+
+// content reads the Secret or ConfigMap key src names (and a ConfigMap's binaryData too, with
+// binary). ok is false for an optional reference that is missing.
+func (r *envResolver) content(ctx context.Context, field string, src *kamalv1.EnvVarSource, binary bool) ([]byte, bool, *refProblem, error) {
 	if s := src.SecretKeyRef; s != nil {
 		sec, err := r.secret(ctx, s.Name)
 		if err != nil {
-			return "", false, nil, err
+			return nil, false, nil, err
 		}
 		if sec == nil || sec.Data[s.Key] == nil {
 			if isOpt(s.Optional) {
-				return "", false, nil, nil
+				return nil, false, nil, nil
 			}
 			if sec == nil {
-				return "", false, &refProblem{Reason: kamalv1.ReasonSecretNotFound, Message: fmt.Sprintf("Secret %q (%s) not found", s.Name, field)}, nil
+				return nil, false, &refProblem{Reason: kamalv1.ReasonSecretNotFound, Message: fmt.Sprintf("Secret %q (%s) not found", s.Name, field)}, nil
 			}
-			return "", false, &refProblem{Reason: kamalv1.ReasonInvalidSecret, Message: fmt.Sprintf("Secret %q (%s) has no key %q", s.Name, field, s.Key)}, nil
+			return nil, false, &refProblem{Reason: kamalv1.ReasonInvalidSecret, Message: fmt.Sprintf("Secret %q (%s) has no key %q", s.Name, field, s.Key)}, nil
 		}
-		return string(sec.Data[s.Key]), true, nil, nil
+		return sec.Data[s.Key], true, nil, nil
 	}
 	c := src.ConfigMapKeyRef
 	cm, err := r.configMap(ctx, c.Name)
 	if err != nil {
-		return "", false, nil, err
+		return nil, false, nil, err
 	}
-	v, ok := "", false
+	var v []byte
+	ok := false
 	if cm != nil {
-		v, ok = cm.Data[c.Key]
+		var str string
+		if str, ok = cm.Data[c.Key]; ok {
+			v = []byte(str)
+		} else if binary {
+			v, ok = cm.BinaryData[c.Key]
+		}
 	}
 	if !ok {
 		if isOpt(c.Optional) {
-			return "", false, nil, nil
+			return nil, false, nil, nil
 		}
-		return "", false, &refProblem{Reason: kamalv1.ReasonConfigMapNotFound, Message: fmt.Sprintf("ConfigMap %q (%s) has no key %q", c.Name, field, c.Key)}, nil
+		return nil, false, &refProblem{Reason: kamalv1.ReasonConfigMapNotFound, Message: fmt.Sprintf("ConfigMap %q (%s) has no key %q", c.Name, field, c.Key)}, nil
 	}
 	return v, true, nil, nil
 }

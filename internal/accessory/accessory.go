@@ -213,7 +213,7 @@ func PortBindings(spec string) (network.PortSet, network.PortMap, error) {
 	}
 	b := network.PortBinding{HostPort: hostPort}
 	if ip != "" {
-		if b.HostIP, err = parseAddr(ip); err != nil {
+		if b.HostIP, err = netip.ParseAddr(ip); err != nil {
 			return nil, nil, fmt.Errorf("port: %w", err)
 		}
 	}
@@ -333,5 +333,3 @@ func ParseOwner(owner string) (uid, gid int, err error) {
 	}
 	return uid, gid, nil
 }
-
-func parseAddr(s string) (netip.Addr, error) { return netip.ParseAddr(s) }
