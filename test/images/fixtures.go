@@ -82,10 +82,10 @@ func BuildSampleApp(ctx context.Context, version string, broken bool) (string, e
 // kamal_route module (images/kamal-proxy).
 func ProxySourceDir() string { return filepath.Join(RepoRoot(), "images", "kamal-proxy") }
 
-// BuildCaddy builds the proxy (Caddy CaddyVersion with the kamal_route module, from
+// BuildProxy builds the proxy (Caddy CaddyVersion with the kamal_route module, from
 // images/kamal-proxy) as a static binary cached at BinDir()/kamal-proxy/<source hash>/caddy; a
 // cached binary is returned at once. The first build takes a few minutes on 2 cores.
-func BuildCaddy(ctx context.Context) (string, error) {
+func BuildProxy(ctx context.Context) (string, error) {
 	src := ProxySourceDir()
 	sum, err := hashSources(src)
 	if err != nil {
@@ -211,12 +211,12 @@ func EnsureFixtures(ctx context.Context, reg Registry, logf func(string, ...any)
 	}
 	jobs = append(jobs, job{ProxyRepo, ProxyTag, func(ctx context.Context) (Image, error) {
 		start := time.Now()
-		p, err := BuildCaddy(ctx)
+		p, err := BuildProxy(ctx)
 		if err != nil {
 			return Image{}, err
 		}
 		if d := time.Since(start); d > 5*time.Second {
-			logf("built caddy %s in %s", CaddyVersion, d.Round(time.Second))
+			logf("built the proxy (caddy %s) in %s", CaddyVersion, d.Round(time.Second))
 		}
 		b, err := os.ReadFile(p)
 		return ProxyImage(b), err

@@ -8,6 +8,9 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"io"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -128,5 +131,16 @@ func TestParentFoldersAreAdded(t *testing.T) {
 	}
 	if pos["usr/"] > pos["usr/bin/"] || pos["usr/bin/"] > pos["usr/bin/caddy"] {
 		t.Fatalf("order %v", names)
+	}
+}
+
+// The proxy image's tag names the Caddy version its Go module builds.
+func TestCaddyVersionMatchesTheProxyModule(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join(ProxySourceDir(), "go.mod"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "github.com/caddyserver/caddy/v2 v" + CaddyVersion + "\n"; !strings.Contains(string(b), want) {
+		t.Fatalf("images/kamal-proxy/go.mod does not require %q: update CaddyVersion with it", strings.TrimSpace(want))
 	}
 }
