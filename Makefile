@@ -52,17 +52,17 @@ verify: manifests generate ## Fail when generated files are stale or code is not
 test: verify vet unit envtest e2e ## Everything CI runs: generated-file check, vet, unit, envtest and end-to-end suites.
 
 .PHONY: unit
-unit: ## Unit tests of pure functions (no servers), and the proxy's route module in an in-process Caddy.
-	go test ./api/... ./internal/... ./controllers/... ./test/apps/... ./test/images/... ./test/argocd/...
+unit: ## Unit tests of pure functions (no servers), and the proxy's route module in an in-process Caddy; race detector on.
+	go test -race ./api/... ./internal/... ./controllers/... ./test/apps/... ./test/images/... ./test/argocd/...
 	cd images/kamal-proxy && GOWORK=off GOFLAGS=-mod=readonly go test ./...
 
 .PHONY: envtest
-envtest: kube-binaries ## Tests against a real kube-apiserver, etcd and kubectl.
-	go test -count=1 ./test/envtest/... -v -timeout 20m
+envtest: kube-binaries ## Tests against a real kube-apiserver, etcd and kubectl; race detector on.
+	go test -race -count=1 ./test/envtest/... -v -timeout 20m
 
 .PHONY: e2e
 e2e: kube-binaries ## End-to-end: real hosts (netns + sshd + dockerd), registry, Caddy, control plane. Needs root.
-	KAMAL_E2E=1 go test -count=1 -p 1 ./test/hosts/... ./test/e2e/... -v -timeout 45m
+	KAMAL_E2E=1 go test -race -count=1 -p 1 ./test/hosts/... ./test/e2e/... -v -timeout 45m
 
 .PHONY: bench
 bench: kube-binaries ## Benchmarks against real hosts (connection setup, API calls, steady state).
@@ -143,7 +143,7 @@ DEMO_FLAGS ?=
 .PHONY: demo
 demo: kube-binaries ## Run config/samples on 2 local test hosts with a local control plane and the controller; left running (as root). DEMO_FLAGS=-skip-accessory: no Postgres.
 	@mkdir -p bin/demo
-	@go build -o bin/demo/kamal-demo ./hack/demo
+	@PROGRESS_PREFIX=demo hack/with-progress.sh "building the demo tool" go build -o bin/demo/kamal-demo ./hack/demo
 	@bin/demo/kamal-demo up $(DEMO_FLAGS)
 
 .PHONY: demo-down

@@ -32,6 +32,7 @@ func main() {
 		leaderElect, secure    bool
 		enableHTTP2            bool
 		proxyImage             string
+		namespace              string
 	)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", "0", "Address of the metrics endpoint (e.g. :8443 for HTTPS, :8080 for HTTP); 0 turns it off.")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address of the health and readiness probes.")
@@ -39,6 +40,7 @@ func main() {
 	flag.BoolVar(&secure, "metrics-secure", true, "Serve metrics over HTTPS with authentication and authorization.")
 	flag.BoolVar(&enableHTTP2, "enable-http2", false, "Allow HTTP/2 on the metrics server (off by default against HTTP/2 stream attacks).")
 	flag.StringVar(&proxyImage, "proxy-image", controllers.DefaultProxyImage, "Proxy (Caddy) image for Servers whose spec names none.")
+	flag.StringVar(&namespace, "namespace", defaultNamespace(), "The controller's own namespace, which holds the known-hosts store (ConfigMap "+controllers.KnownHostsConfigMap+") of host keys trusted on first use; default: $POD_NAMESPACE, else "+controllers.DefaultNamespace+".")
 	opts := zap.Options{Development: false}
 	opts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -66,7 +68,7 @@ func main() {
 		os.Exit(1)
 	}
 	ctx := ctrl.SetupSignalHandler()
-	if _, err := controllers.Setup(ctx, mgr, controllers.Options{DefaultProxyImage: proxyImage}); err != nil {
+	if _, err := controllers.Setup(ctx, mgr, controllers.Options{DefaultProxyImage: proxyImage, Namespace: namespace}); err != nil {
 		log.Error(err, "unable to set up controllers")
 		os.Exit(1)
 	}
@@ -83,4 +85,13 @@ func main() {
 		log.Error(err, "manager stopped")
 		os.Exit(1)
 	}
+}
+
+// defaultNamespace is $POD_NAMESPACE (config/manager sets it from the pod's namespace), else
+// controllers.DefaultNamespace.
+func defaultNamespace() string {
+	if ns := os.Getenv("POD_NAMESPACE"); ns != "" {
+		return ns
+	}
+	return controllers.DefaultNamespace
 }

@@ -55,101 +55,132 @@ type AccessoryReconciler struct {
 // +kubebuilder:rbac:groups=kamal.operator.dev,resources=accessories/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=kamal.operator.dev,resources=accessories/finalizers,verbs=update
 
+var accessoryStatus = statusOf[*kamalv1.Accessory]{
+	conditions: func(a *kamalv1.Accessory) *[]metav1.Condition { return &a.Status.Conditions },
+	status:     func(a *kamalv1.Accessory) any { return a.Status },
+}
+
+// accessoryScope is what the phases of one reconcile share.
+type accessoryScope struct {
+	a           *kamalv1.Accessory
+	selected    []string
+	spec        *accessory.Spec
+	hash        string
+	auth        string
+	hosts       map[string]*fleet.Host
+	unreachable map[string]string
+	statuses    []kamalv1.AccessoryServerStatus
+	gcErr       error
+}
+
+func (s *accessoryScope) stall(p *refProblem) (*ctrl.Result, error) {
+	conditions.MarkStalled(&s.a.Status.Conditions, s.a.Generation, p.Reason, p.Message)
+	return done(ctrl.Result{})
+}
+
 // Reconcile converges an Accessory's container on each of its Servers.
-func (r *AccessoryReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.Result, retErr error) {
+func (r *AccessoryReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	a := &kamalv1.Accessory{}
 	if err := r.Get(ctx, req.NamespacedName, a); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	if !a.DeletionTimestamp.IsZero() {
-		return r.finalize(ctx, a)
+		return r.reconcileDelete(ctx, a)
 	}
-	if !controllerutil.ContainsFinalizer(a, AccessoryFinalizer) {
-		controllerutil.AddFinalizer(a, AccessoryFinalizer)
-		if err := r.Update(ctx, a); err != nil {
-			return ctrl.Result{}, err
-		}
-	}
-	patcher := newStatusPatcher(r.Client, a)
-	before := readyReason(a.Status.Conditions)
-	defer func() {
-		emitReadyTransition(r.Recorder, a, before, a.Status.Conditions)
-		if err := patcher.patch(ctx, a, func(o client.Object) any { return o.(*kamalv1.Accessory).Status }); err != nil && retErr == nil {
-			retErr = err
-		}
-	}()
-	gen := a.Generation
-	a.Status.ObservedGeneration = gen
-	stall := func(p *refProblem) (ctrl.Result, error) {
-		conditions.MarkStalled(&a.Status.Conditions, gen, p.Reason, p.Message)
-		return ctrl.Result{}, nil
-	}
+	return reconcileWithStatus(ctx, r.Client, r.Recorder, a, AccessoryFinalizer, accessoryStatus, func(ctx context.Context) (ctrl.Result, error) {
+		a.Status.ObservedGeneration = a.Generation
+		reportInert(r.Recorder, a, &a.Status.Conditions, a.Generation, inertAccessoryFields(&a.Spec))
+		return runPhases(ctx, &accessoryScope{a: a},
+			r.checkInputs,
+			r.converge,
+			r.report,
+		)
+	})
+}
 
-	// Every input is checked before any host is touched: a bad reference makes no half-made
-	// container, and the running one keeps serving.
+// checkInputs checks every input before any host is touched: a bad reference makes no
+// half-made container, and the running one keeps serving.
+func (r *AccessoryReconciler) checkInputs(ctx context.Context, s *accessoryScope) (*ctrl.Result, error) {
+	a := s.a
 	problem, err := checkRefs(ctx, r.Client, a.Namespace, refsOf(a))
 	if err != nil || problem != nil {
 		if problem != nil {
-			return stall(problem)
+			return s.stall(problem)
 		}
-		return ctrl.Result{}, err
+		return nil, err
 	}
 	placed, problem, err := placeAll(ctx, r.Client, a.Namespace, map[string]kamalv1.ServerSelector{"servers": a.Spec.Servers})
 	if err != nil || problem != nil {
 		if problem != nil {
-			return stall(problem)
+			return s.stall(problem)
 		}
-		return ctrl.Result{}, err
+		return nil, err
 	}
-	spec, problem, err := r.resolve(ctx, a)
-	if err != nil || problem != nil {
+	s.selected = placed["servers"]
+	if s.spec, problem, err = r.resolve(ctx, a); err != nil || problem != nil {
 		if problem != nil {
-			return stall(problem)
+			return s.stall(problem)
 		}
-		return ctrl.Result{}, err
+		return nil, err
 	}
-	auth, problem, err := pullAuthFor(ctx, r.Client, a.Namespace, a.Spec.Image, a.Spec.ImagePullSecrets)
-	if err != nil || problem != nil {
+	if s.auth, problem, err = pullAuthFor(ctx, r.Client, a.Namespace, a.Spec.Image, a.Spec.ImagePullSecrets); err != nil || problem != nil {
 		if problem != nil {
-			return stall(problem)
+			return s.stall(problem)
 		}
-		return ctrl.Result{}, err
+		return nil, err
 	}
-	hosts, unreachable, err := connectServers(ctx, r.Client, r.Fleet, a.Namespace)
-	if err != nil {
-		return ctrl.Result{}, err
-	}
+	s.hash = s.spec.Hash(string(a.UID))
+	return nil, nil
+}
 
-	hash := spec.Hash(string(a.UID))
-	selected := placed["servers"]
-	statuses := make([]kamalv1.AccessoryServerStatus, len(selected))
+// converge brings every selected host to the desired container, in parallel, and removes the
+// container from Servers no longer selected (their data stays).
+func (r *AccessoryReconciler) converge(ctx context.Context, s *accessoryScope) (*ctrl.Result, error) {
+	var err error
+	if s.hosts, s.unreachable, err = connectServers(ctx, r.Client, r.Fleet, s.a.Namespace); err != nil {
+		return nil, err
+	}
+	s.statuses = make([]kamalv1.AccessoryServerStatus, len(s.selected))
 	var wg sync.WaitGroup
-	for i, server := range selected {
-		h := hosts[server]
+	for i, server := range s.selected {
+		h := s.hosts[server]
 		if h == nil {
-			statuses[i] = kamalv1.AccessoryServerStatus{Server: server, State: kamalv1.TargetUnreachable, Message: unreachable[server]}
+			s.statuses[i] = kamalv1.AccessoryServerStatus{Server: server, State: kamalv1.TargetUnreachable, Message: s.unreachable[server]}
 			continue
 		}
 		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			statuses[i] = r.converge(ctx, a, spec, hash, auth, server, h)
-		}()
-	}
-	// Servers no longer selected lose the container; its data stays.
-	var gcErr error
-	for _, server := range sortedKeys(hosts) {
-		if !slices.Contains(selected, server) {
-			if err := r.removeFrom(ctx, a, server, hosts[server], false, false); err != nil && gcErr == nil {
-				gcErr = err
+		goSafe(func() error {
+			hctx, cancel := context.WithTimeout(ctx, pullTimeout+5*time.Minute)
+			defer cancel()
+			s.statuses[i] = r.convergeHost(hctx, s.a, s.spec, s.hash, s.auth, server, h)
+			return nil
+		}, func(err error) {
+			if err != nil {
+				s.statuses[i] = kamalv1.AccessoryServerStatus{Server: server, State: kamalv1.TargetFailed, Message: err.Error()}
 			}
+			wg.Done()
+		})
+	}
+	for _, server := range sortedKeys(s.hosts) {
+		if !slices.Contains(s.selected, server) {
+			hctx, cancel := context.WithTimeout(ctx, hostWriteTimeout)
+			if err := r.removeFrom(hctx, s.a, server, s.hosts[server], false, false); err != nil && s.gcErr == nil {
+				s.gcErr = err
+			}
+			cancel()
 		}
 	}
 	wg.Wait()
+	return nil, nil
+}
 
+// report sets the per-server status and the conditions.
+func (r *AccessoryReconciler) report(_ context.Context, s *accessoryScope) (*ctrl.Result, error) {
+	a, gen := s.a, s.a.Generation
 	ready, failed, starting := 0, []string{}, []string{}
 	failReason := kamalv1.ReasonUnreachable
-	for _, st := range statuses {
+	var pull *refProblem
+	for _, st := range s.statuses {
 		switch st.State {
 		case kamalv1.TargetRunning:
 			ready++
@@ -161,26 +192,35 @@ func (r *AccessoryReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 			}
 			failed = append(failed, st.Server+": "+st.Message)
 		}
+		if strings.HasPrefix(st.Message, pullFailedPrefix) && pull == nil {
+			pull = &refProblem{Reason: kamalv1.ReasonImagePullFailed, Message: st.Server + ": " + strings.TrimPrefix(st.Message, pullFailedPrefix)}
+		}
 	}
-	a.Status.Servers = statuses
-	a.Status.ServersReady = fmt.Sprintf("%d/%d", ready, len(statuses))
+	a.Status.Servers = s.statuses
+	a.Status.ServersReady = fmt.Sprintf("%d/%d", ready, len(s.statuses))
 	switch {
+	case pull != nil:
+		conditions.MarkStalled(&a.Status.Conditions, gen, pull.Reason, pull.Message+" (retried every "+stalledRetry.String()+")")
+		return done(ctrl.Result{RequeueAfter: stalledRetry})
 	case len(failed) > 0:
 		conditions.MarkNotReady(&a.Status.Conditions, gen, failReason, strings.Join(failed, "; "))
-		return ctrl.Result{RequeueAfter: 10 * time.Second}, gcErr
+		return &ctrl.Result{RequeueAfter: 10 * time.Second}, s.gcErr
 	case len(starting) > 0:
 		conditions.MarkReconciling(&a.Status.Conditions, gen, kamalv1.ReasonStarting, "starting on "+strings.Join(starting, ", "))
-		return ctrl.Result{RequeueAfter: time.Second}, gcErr
-	case gcErr != nil:
-		return ctrl.Result{}, gcErr
+		return &ctrl.Result{RequeueAfter: time.Second}, s.gcErr
+	case s.gcErr != nil:
+		return nil, s.gcErr
 	}
 	if a.Status.Image != a.Spec.Image {
 		r.Recorder.Eventf(a, nil, corev1.EventTypeNormal, "Running", "Reconcile", "%s runs on %d servers", a.Spec.Image, ready)
 	}
 	a.Status.Image = a.Spec.Image
-	conditions.MarkReady(&a.Status.Conditions, gen, kamalv1.ReasonReconciled, fmt.Sprintf("%s runs as %s on %d servers", a.Spec.Image, spec.ContainerName, ready))
-	return ctrl.Result{RequeueAfter: accessoryResync}, nil
+	conditions.MarkReady(&a.Status.Conditions, gen, kamalv1.ReasonReconciled, fmt.Sprintf("%s runs as %s on %d servers", a.Spec.Image, s.spec.ContainerName, ready))
+	return done(ctrl.Result{RequeueAfter: accessoryResync})
 }
+
+// pullFailedPrefix starts the message of a host whose pull the registry refused for good.
+const pullFailedPrefix = "image pull refused: "
 
 // resolve reads env values and file contents. Problems name the object and key, never a value.
 func (r *AccessoryReconciler) resolve(ctx context.Context, a *kamalv1.Accessory) (*accessory.Spec, *refProblem, error) {
@@ -255,8 +295,8 @@ func observeAccessory(ctx context.Context, h *fleet.Host, namespace, name string
 	return out, nil
 }
 
-// converge brings one host to the desired container and says how it stands.
-func (r *AccessoryReconciler) converge(ctx context.Context, a *kamalv1.Accessory, spec *accessory.Spec, hash, auth, server string, h *fleet.Host) kamalv1.AccessoryServerStatus {
+// convergeHost brings one host to the desired container and says how it stands.
+func (r *AccessoryReconciler) convergeHost(ctx context.Context, a *kamalv1.Accessory, spec *accessory.Spec, hash, auth, server string, h *fleet.Host) kamalv1.AccessoryServerStatus {
 	st := kamalv1.AccessoryServerStatus{Server: server, Container: spec.ContainerName}
 	fail := func(err error) kamalv1.AccessoryServerStatus {
 		st.State, st.Message = kamalv1.TargetFailed, err.Error()
@@ -278,8 +318,13 @@ func (r *AccessoryReconciler) converge(ctx context.Context, a *kamalv1.Accessory
 	case accessory.ActionCreate, accessory.ActionRecreate:
 		// Everything that can fail or take long comes before the old container stops: the
 		// pull, the network, the files. The gap is one stop, one create and one start.
-		pulled, err := docker.EnsureImage(ctx, cli, spec.Image, auth)
+		pctx, cancel := context.WithTimeout(ctx, pullTimeout)
+		pulled, err := docker.EnsureImage(pctx, cli, spec.Image, auth)
+		cancel()
 		if err != nil {
+			if p := pullProblem(classifyPull(err)); p != nil {
+				return fail(fmt.Errorf("%s%s", pullFailedPrefix, err.Error()))
+			}
 			return fail(err)
 		}
 		if pulled {
@@ -469,9 +514,9 @@ func removeFolder(ctx context.Context, cli *dockerclient.Client, a *kamalv1.Acce
 	}
 }
 
-// finalize removes the accessory from every host, then lets it go. A Server that is gone or
-// stalled does not block deletion.
-func (r *AccessoryReconciler) finalize(ctx context.Context, a *kamalv1.Accessory) (ctrl.Result, error) {
+// reconcileDelete removes the accessory from every host, then lets it go. A Server that is
+// gone or stalled does not block deletion.
+func (r *AccessoryReconciler) reconcileDelete(ctx context.Context, a *kamalv1.Accessory) (ctrl.Result, error) {
 	if !controllerutil.ContainsFinalizer(a, AccessoryFinalizer) {
 		return ctrl.Result{}, nil
 	}
@@ -496,8 +541,7 @@ func (r *AccessoryReconciler) finalize(ctx context.Context, a *kamalv1.Accessory
 			return ctrl.Result{}, err
 		}
 	}
-	controllerutil.RemoveFinalizer(a, AccessoryFinalizer)
-	return ctrl.Result{}, client.IgnoreNotFound(r.Update(ctx, a))
+	return ctrl.Result{}, removeFinalizer(ctx, r.Client, a, AccessoryFinalizer)
 }
 
 // SetupWithManager registers the controller, its watches and the docker events of its

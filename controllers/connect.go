@@ -7,6 +7,8 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -14,6 +16,9 @@ import (
 	"github.com/kamal-operator/kamal-operator/internal/fleet"
 	"github.com/kamal-operator/kamal-operator/internal/registryauth"
 )
+
+// connectTimeout bounds connecting to a host that is not connected yet.
+const connectTimeout = 15 * time.Second
 
 // connectServers connects to every Server of the namespace in parallel; unreachable ones are
 // reported with the reason. Every Server is looked at, not only the selected ones: one no
@@ -32,32 +37,49 @@ func connectServers(ctx context.Context, c client.Client, f *fleet.Fleet, namesp
 		if !srv.DeletionTimestamp.IsZero() {
 			continue
 		}
+		if h := f.Cached(serverKey(srv)); h != nil {
+			hosts[srv.Name] = h
+			continue
+		}
+		// The Server controller owns the connection: while it reports the host unreachable,
+		// say so at once instead of waiting out another dial here.
+		if c := meta.FindStatusCondition(srv.Status.Conditions, kamalv1.ConditionReachable); c != nil &&
+			c.Status == metav1.ConditionFalse && c.ObservedGeneration == srv.Generation {
+			unreachable[srv.Name] = c.Message
+			continue
+		}
 		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		goSafe(func() error {
 			h, err := connectServer(ctx, c, f, srv)
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
-				unreachable[srv.Name] = err.Error()
-				return
+				return err
 			}
 			hosts[srv.Name] = h
-		}()
+			return nil
+		}, func(err error) {
+			if err != nil {
+				mu.Lock()
+				unreachable[srv.Name] = err.Error()
+				mu.Unlock()
+			}
+			wg.Done()
+		})
 	}
 	wg.Wait()
 	return hosts, unreachable, nil
 }
 
 func connectServer(ctx context.Context, c client.Reader, f *fleet.Fleet, srv *kamalv1.Server) (*fleet.Host, error) {
-	t, problem, err := targetFor(ctx, c, srv, 0)
+	t, problem, err := targetFor(ctx, c, srv, false)
 	if err != nil {
 		return nil, err
 	}
 	if problem != nil {
 		return nil, fmt.Errorf("%s", problem.Message)
 	}
-	cctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	cctx, cancel := context.WithTimeout(ctx, connectTimeout)
 	defer cancel()
 	return f.Connect(cctx, serverKey(srv), t, srv.Spec.Docker.SocketPath)
 }

@@ -9,9 +9,9 @@ import (
 	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"time"
 
+	cerrdefs "github.com/containerd/errdefs"
 	"github.com/moby/moby/api/types/container"
 	dockerclient "github.com/moby/moby/client"
 	corev1 "k8s.io/api/core/v1"
@@ -123,18 +123,91 @@ func healthOf(status string) string {
 	return ""
 }
 
-// deployer carries what every target of one reconcile shares.
+// deployer carries what every target of one reconcile shares. A background deploy has its own
+// deployer around its own copy of the Deployment.
 type deployer struct {
 	d        *kamalv1.Deployment
 	auth     string
 	recorder events.EventRecorder
-	// starting is called once before the first change to a host, to publish progress.
-	starting func()
-	once     sync.Once
+	// step, when set, is told what the deploy does now, for status.
+	step func(opStep)
 }
 
 func (dp *deployer) event(typ, reason, format string, args ...any) {
 	dp.recorder.Eventf(dp.d, nil, typ, reason, "Deploy", format, args...)
+}
+
+func (dp *deployer) at(s opStep) {
+	if dp.step != nil {
+		dp.step(s)
+	}
+}
+
+// Steps of a deploy, as status shows them.
+const (
+	stepPulling   opStep = "pulling"
+	stepStarting  opStep = "starting"
+	stepChecking  opStep = "health checking"
+	stepSwitching opStep = "switching"
+	stepDraining  opStep = "draining"
+	stepStopping  opStep = "stopping the old version"
+)
+
+// state is the target state a step shows as.
+func (s opStep) state() kamalv1.TargetState {
+	switch s {
+	case stepPulling:
+		return kamalv1.TargetPulling
+	case stepStarting:
+		return kamalv1.TargetStarting
+	case stepChecking:
+		return kamalv1.TargetHealthChecking
+	}
+	return kamalv1.TargetStarting
+}
+
+// pullTimeout bounds one image pull: large images on slow links take minutes.
+const pullTimeout = 15 * time.Minute
+
+// pullError is a pull the registry refused; permanent when retrying soon cannot help (no such
+// image or tag, credentials refused, a reference the registry does not accept).
+type pullError struct {
+	err       error
+	permanent bool
+}
+
+func (e *pullError) Error() string { return e.err.Error() }
+func (e *pullError) Unwrap() error { return e.err }
+
+func classifyPull(err error) error {
+	msg := strings.ToLower(err.Error())
+	permanent := cerrdefs.IsNotFound(err) || cerrdefs.IsUnauthorized(err) || cerrdefs.IsPermissionDenied(err) || cerrdefs.IsInvalidArgument(err)
+	for _, s := range []string{"manifest unknown", "not found", "unauthorized", "denied", "invalid reference", "no basic auth credentials"} {
+		permanent = permanent || strings.Contains(msg, s)
+	}
+	return &pullError{err: err, permanent: permanent}
+}
+
+// pullProblem is the Stalled condition for a permanent pull error, nil otherwise.
+func pullProblem(err error) *refProblem {
+	var pe *pullError
+	if errors.As(err, &pe) && pe.permanent {
+		return &refProblem{Reason: kamalv1.ReasonImagePullFailed, Message: err.Error()}
+	}
+	return nil
+}
+
+// converged keeps a converged target so: its route follows the proxy settings (or is removed
+// when the role left the proxy), and stopped versions beyond retention are pruned.
+func (dp *deployer) converged(ctx context.Context, t *target) error {
+	sync := dp.syncRoute
+	if t.role.Proxy == nil {
+		sync = dp.dropRoute
+	}
+	if err := sync(ctx, t); err != nil {
+		return err
+	}
+	return dp.prune(ctx, t)
 }
 
 // deploy brings one target to its desired container with zero downtime: start the new one
@@ -144,17 +217,17 @@ func (dp *deployer) deploy(ctx context.Context, t *target) error {
 	if t.plan.Converged {
 		return dp.prune(ctx, t)
 	}
-	if dp.starting != nil {
-		dp.once.Do(dp.starting)
-	}
 	cli := t.host.Docker
 	ro := dp.d.Spec.Rollout
 	desired := t.plan.Desired
 	created := false
 	if desired == nil {
-		pulled, err := docker.EnsureImage(ctx, cli, t.role.Image, dp.auth)
+		dp.at(stepPulling)
+		pctx, cancel := context.WithTimeout(ctx, pullTimeout)
+		pulled, err := docker.EnsureImage(pctx, cli, t.role.Image, dp.auth)
+		cancel()
 		if err != nil {
-			return fmt.Errorf("on %s: %w", t.server, err)
+			return classifyPull(fmt.Errorf("on %s: %w", t.server, err))
 		}
 		if pulled {
 			dp.event(corev1.EventTypeNormal, "Pulled", "pulled %s on %s", t.role.Image, t.server)
@@ -165,12 +238,22 @@ func (dp *deployer) deploy(ctx context.Context, t *target) error {
 			return err
 		}
 		res, err := cli.ContainerCreate(ctx, opts)
+		if docker.IsConflict(err) && !t.plan.NameTaken {
+			// The plain name is held by a container this Deployment does not see (another
+			// namespace's app on a shared host): take the hash-suffixed one.
+			name = t.role.ContainerName(t.hash, true)
+			if opts, err = t.role.CreateOptions(name, t.hash); err != nil {
+				return err
+			}
+			res, err = cli.ContainerCreate(ctx, opts)
+		}
 		if err != nil {
 			return fmt.Errorf("creating %s on %s: %w", name, t.server, err)
 		}
 		desired = &release.Observed{ID: res.ID, Name: name, Hash: t.hash}
 		created = true
 	}
+	dp.at(stepStarting)
 	if !desired.Running {
 		if _, err := cli.ContainerStart(ctx, desired.ID, dockerclient.ContainerStartOptions{}); err != nil {
 			return fmt.Errorf("starting %s on %s: %w", desired.Name, t.server, err)
@@ -178,17 +261,20 @@ func (dp *deployer) deploy(ctx context.Context, t *target) error {
 		dp.event(corev1.EventTypeNormal, "Started", "started %s on %s", desired.Name, t.server)
 	}
 
+	dp.at(stepChecking)
 	if err := dp.waitReady(ctx, t, desired); err != nil {
-		// The new container never serves: the old one keeps the traffic.
-		stop := 1
-		_, _ = cli.ContainerStop(ctx, desired.ID, dockerclient.ContainerStopOptions{Timeout: &stop})
-		if created {
-			_, _ = cli.ContainerRemove(ctx, desired.ID, dockerclient.ContainerRemoveOptions{Force: true})
-		}
+		discard(ctx, t, desired, created)
 		return err
 	}
 
 	if p := t.role.Proxy; p != nil && t.routed != desired.Name {
+		// The proxy must reach the new container by the name the route uses before the
+		// route moves: a route that cannot work never replaces one that does.
+		dp.at(stepSwitching)
+		if err := verifyThroughProxy(ctx, t, desired.Name); err != nil {
+			discard(ctx, t, desired, created)
+			return err
+		}
 		// The upstream first: the switch itself. The route is written only when it is missing
 		// (first deploy) or differs; an unchanged route is no Caddy config change.
 		id := release.RouteID(t.role.Namespace, t.role.Deployment, t.role.Name)
@@ -201,8 +287,10 @@ func (dp *deployer) deploy(ctx context.Context, t *target) error {
 			}
 		}
 		dp.event(corev1.EventTypeNormal, "Switched", "%s now serves %s on %s", desired.Name, strings.Join(p.Hosts, ","), t.server)
+		dp.at(stepDraining)
 		dp.drain(ctx, t, p)
 	}
+	dp.at(stepStopping)
 
 	stopTimeout := int(ro.StopTimeout.Duration.Seconds())
 	for _, old := range t.plan.Old {
@@ -212,6 +300,18 @@ func (dp *deployer) deploy(ctx context.Context, t *target) error {
 		dp.event(corev1.EventTypeNormal, "Stopped", "stopped %s on %s", old.Name, t.server)
 	}
 	return dp.prune(ctx, t)
+}
+
+// discard stops a new container that will not serve (and removes it when this deploy made
+// it): the old one keeps the traffic. It runs even when the deploy was cancelled.
+func discard(ctx context.Context, t *target, c *release.Observed, created bool) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), hostReadTimeout)
+	defer cancel()
+	stop := 1
+	_, _ = t.host.Docker.ContainerStop(ctx, c.ID, dockerclient.ContainerStopOptions{Timeout: &stop})
+	if created {
+		_, _ = t.host.Docker.ContainerRemove(ctx, c.ID, dockerclient.ContainerRemoveOptions{Force: true})
+	}
 }
 
 // waitReady waits until the new container is healthy: an HTTP check through the SSH
@@ -286,7 +386,10 @@ func httpHealthy(ctx context.Context, t *target, c *release.Observed, deadline t
 	url := fmt.Sprintf("http://%s%s", net.JoinHostPort(ip, fmt.Sprint(p.AppPort)), p.HealthPath)
 	last := "no answer yet"
 	for {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if err != nil {
+			return &healthError{fmt.Sprintf("health check GET %s on port %d of %s (%s): not a valid request: %v", p.HealthPath, p.AppPort, c.Name, t.server, err)}
+		}
 		resp, err := hc.Do(req)
 		if err == nil {
 			_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
@@ -369,4 +472,36 @@ func (dp *deployer) prune(ctx context.Context, t *target) error {
 func isHealthError(err error) bool {
 	var h *healthError
 	return errors.As(err, &h)
+}
+
+// verifyThroughProxy asks the host's proxy to reach the new container by the name its route
+// will use and to get a 2xx from the health check path. The health check before it went to the
+// container's address; this one proves the route can work (a name Docker's DNS cannot resolve,
+// for one, fails here, while the old container still serves).
+func verifyThroughProxy(ctx context.Context, t *target, name string) error {
+	p := t.role.Proxy
+	upstream := p.Upstream(name)
+	deadline := time.Now().Add(max(p.HealthTimeout, 5*time.Second))
+	var last string
+	for {
+		code, err := t.host.Proxy.Probe(ctx, upstream, p.HealthPath, p.HealthTimeout)
+		switch {
+		case errors.Is(err, proxy.ErrNoProbe):
+			return nil // an older proxy image cannot tell; the health check stands
+		case err == nil && code >= 200 && code < 300:
+			return nil
+		case err == nil:
+			last = fmt.Sprintf("answer %d", code)
+		default:
+			last = err.Error()
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return &healthError{fmt.Sprintf("the proxy on %s cannot reach %s by the name its route uses (GET %s: %s); the route stays on the running version",
+				t.server, upstream, p.HealthPath, last)}
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(p.HealthInterval):
+		}
+	}
 }

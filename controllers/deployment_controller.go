@@ -4,10 +4,11 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
+	"net/url"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -15,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -22,6 +24,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	dockerclient "github.com/moby/moby/client"
@@ -40,7 +43,22 @@ const DeploymentFinalizer = "kamal.operator.dev/deployment"
 const (
 	deploymentResync = 10 * time.Minute
 	historyLimit     = 20
+	// rolloutPoll is the safety net while deploys run: an ending deploy wakes its Deployment
+	// at once.
+	rolloutPoll = 30 * time.Second
+	// stalledRetry is the slow retry of what retrying soon cannot fix, such as an image tag not
+	// pushed yet: CI often pushes the image after the tag was applied.
+	stalledRetry = time.Minute
+	// hostReadTimeout bounds one read on a host (a container list, a route).
+	hostReadTimeout = 30 * time.Second
+	// hostWriteTimeout bounds removing a role from a host.
+	hostWriteTimeout = 2 * time.Minute
 )
+
+var deploymentStatus = statusOf[*kamalv1.Deployment]{
+	conditions: func(d *kamalv1.Deployment) *[]metav1.Condition { return &d.Status.Conditions },
+	status:     func(d *kamalv1.Deployment) any { return d.Status },
+}
 
 // DeploymentReconciler rolls Deployments out to their Servers.
 type DeploymentReconciler struct {
@@ -49,153 +67,384 @@ type DeploymentReconciler struct {
 	Fleet    *fleet.Fleet
 
 	wake chan event.GenericEvent
-	// lastBatch is when the last batch of a role finished, so rollout.wait holds even when
-	// events wake the Deployment early. A restarted controller starts the next batch at once.
-	lastBatch sync.Map // "<namespace>/<deployment>/<role>" -> time.Time
+	ops  *targetOps
 }
+
+// deploymentScope is what the phases of one reconcile share.
+type deploymentScope struct {
+	d        *kamalv1.Deployment
+	placed   map[string][]string
+	roles    map[string]*release.Role
+	revision string
+	auth     string
+
+	hosts       map[string]*fleet.Host
+	unreachable map[string]string
+	observed    map[string]map[string][]release.Observed
+
+	// What the rollout phase found, for the report.
+	steps    map[string]opStep // "role/server" of a deploy under way -> its step
+	failures map[string]string // "role/server" -> why its last deploy failed (retried)
+	halted   string            // a health check failed: the rollout halts
+	stalled  *refProblem       // retrying soon will not help (image not found)
+	busy     bool              // deploys run or wait
+	requeue  time.Duration
+	batchAt  time.Time // when the last batch finished, when one finished in this reconcile
+}
+
+func (s *deploymentScope) requeueIn(d time.Duration) {
+	if d > 0 && (s.requeue == 0 || d < s.requeue) {
+		s.requeue = d
+	}
+}
+
+func targetKey(role, server string) string { return role + "/" + server }
 
 // +kubebuilder:rbac:groups=kamal.operator.dev,resources=deployments,verbs=get;list;watch;update;patch
 // +kubebuilder:rbac:groups=kamal.operator.dev,resources=deployments/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=kamal.operator.dev,resources=deployments/finalizers,verbs=update
 
 // Reconcile converges the hosts of a Deployment toward its spec.
-func (r *DeploymentReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.Result, retErr error) {
+func (r *DeploymentReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	d := &kamalv1.Deployment{}
 	if err := r.Get(ctx, req.NamespacedName, d); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	if !d.DeletionTimestamp.IsZero() {
-		return r.finalize(ctx, d)
+		return r.reconcileDelete(ctx, d)
 	}
-	if d.Spec.Suspend {
-		return ctrl.Result{}, nil
-	}
-	if !controllerutil.ContainsFinalizer(d, DeploymentFinalizer) {
-		controllerutil.AddFinalizer(d, DeploymentFinalizer)
-		if err := r.Update(ctx, d); err != nil {
-			return ctrl.Result{}, err
+	return reconcileWithStatus(ctx, r.Client, r.Recorder, d, DeploymentFinalizer, deploymentStatus, func(ctx context.Context) (ctrl.Result, error) {
+		d.Status.ObservedGeneration = d.Generation
+		reportInert(r.Recorder, d, &d.Status.Conditions, d.Generation, inertDeploymentFields(&d.Spec))
+		if d.Spec.Suspend {
+			return r.reconcileSuspended(d)
 		}
-	}
-	patcher := newStatusPatcher(r.Client, d)
-	before := readyReason(d.Status.Conditions)
-	defer func() {
-		emitReadyTransition(r.Recorder, d, before, d.Status.Conditions)
-		if err := patcher.patch(ctx, d, func(o client.Object) any { return o.(*kamalv1.Deployment).Status }); err != nil && retErr == nil {
-			retErr = err
-		}
-	}()
-	gen := d.Generation
-	d.Status.ObservedGeneration = gen
-	stall := func(p *refProblem) (ctrl.Result, error) {
-		conditions.MarkStalled(&d.Status.Conditions, gen, p.Reason, p.Message)
-		return ctrl.Result{}, nil
-	}
+		s := &deploymentScope{d: d, steps: map[string]opStep{}, failures: map[string]string{}}
+		return runPhases(ctx, s,
+			r.checkInputs,
+			r.waitForDependencies,
+			r.observe,
+			r.collectGarbage,
+			r.rollout,
+			r.report,
+		)
+	})
+}
 
+// reconcileSuspended stops deploys under way and says that nothing on the hosts changes.
+func (r *DeploymentReconciler) reconcileSuspended(d *kamalv1.Deployment) (ctrl.Result, error) {
+	r.ops.CancelAll(d.Namespace, d.Name)
+	msg := "spec.suspend is true: nothing on the hosts is changed"
+	if c := meta.FindStatusCondition(d.Status.Conditions, kamalv1.ConditionReady); c != nil && c.Reason != kamalv1.ReasonSuspended {
+		msg += "; last state: " + c.Message
+	}
+	conditions.MarkUnknown(&d.Status.Conditions, d.Generation, kamalv1.ReasonSuspended, msg)
+	return ctrl.Result{}, nil
+}
+
+// stall marks the Deployment Stalled and ends the reconcile.
+func (s *deploymentScope) stall(p *refProblem) (*ctrl.Result, error) {
+	conditions.MarkStalled(&s.d.Status.Conditions, s.d.Generation, p.Reason, p.Message)
+	return done(ctrl.Result{})
+}
+
+// checkInputs checks every reference and resolves placement, env and credentials before any
+// host is touched.
+func (r *DeploymentReconciler) checkInputs(ctx context.Context, s *deploymentScope) (*ctrl.Result, error) {
+	d := s.d
 	problem, err := checkRefs(ctx, r.Client, d.Namespace, refsOf(d))
 	if err != nil || problem != nil {
 		if problem != nil {
-			return stall(problem)
+			return s.stall(problem)
 		}
-		return ctrl.Result{}, err
+		return nil, err
 	}
 	selectors := map[string]kamalv1.ServerSelector{}
 	for name, role := range d.Spec.Roles {
 		selectors[name] = role.Servers
 	}
-	placed, problem, err := placeAll(ctx, r.Client, d.Namespace, selectors)
-	if err != nil || problem != nil {
+	if s.placed, problem, err = placeAll(ctx, r.Client, d.Namespace, selectors); err != nil || problem != nil {
 		if problem != nil {
 			problem.Message = "role " + problem.Message
-			return stall(problem)
+			return s.stall(problem)
 		}
-		return ctrl.Result{}, err
+		return nil, err
 	}
-	if waiting, err := r.waitingFor(ctx, d); err != nil || waiting != "" {
-		if waiting != "" {
-			conditions.MarkReconciling(&d.Status.Conditions, gen, kamalv1.ReasonWaitingForDeps, "waiting for Accessory "+waiting+" to be Ready")
-		}
-		return ctrl.Result{}, err
-	}
-	roles, revision, problem, err := r.resolveRoles(ctx, d)
-	if err != nil || problem != nil {
+	if s.roles, s.revision, problem, err = r.resolveRoles(ctx, d); err != nil || problem != nil {
 		if problem != nil {
-			return stall(problem)
+			return s.stall(problem)
 		}
-		return ctrl.Result{}, err
+		return nil, err
 	}
-	auth, problem, err := r.pullAuth(ctx, d)
-	if err != nil || problem != nil {
+	if s.auth, problem, err = pullAuthFor(ctx, r.Client, d.Namespace, d.Spec.Image, d.Spec.ImagePullSecrets); err != nil || problem != nil {
 		if problem != nil {
-			return stall(problem)
+			return s.stall(problem)
 		}
-		return ctrl.Result{}, err
+		return nil, err
 	}
+	return nil, nil
+}
 
-	// Every Server of the namespace is looked at: one no longer selected may still run an old
-	// container of this Deployment, which garbage collection removes.
-	hosts, unreachable, err := r.connectAll(ctx, d.Namespace)
-	if err != nil {
-		return ctrl.Result{}, err
+// waitForDependencies holds a first deploy until every Accessory in dependsOn is Ready (the
+// order `kamal setup` gives). Once the Deployment has served, an accessory restarting does not
+// hold up the repair of a crashed app container.
+func (r *DeploymentReconciler) waitForDependencies(ctx context.Context, s *deploymentScope) (*ctrl.Result, error) {
+	d := s.d
+	if d.Status.Image != "" {
+		return nil, nil
 	}
-	observed := map[string]map[string][]release.Observed{}
-	for server, h := range hosts {
-		obs, err := observeHost(ctx, h, d.Namespace, d.Name)
+	for _, dep := range d.Spec.DependsOn {
+		var a kamalv1.Accessory
+		if err := r.Get(ctx, types.NamespacedName{Namespace: d.Namespace, Name: dep.Name}, &a); err != nil {
+			return nil, client.IgnoreNotFound(err)
+		}
+		if !conditions.IsReady(a.Status.Conditions, a.Generation) {
+			conditions.MarkReconciling(&d.Status.Conditions, d.Generation, kamalv1.ReasonWaitingForDeps, "waiting for Accessory "+dep.Name+" to be Ready")
+			return done(ctrl.Result{})
+		}
+	}
+	return nil, nil
+}
+
+// observe connects to every Server of the namespace and lists the Deployment's containers.
+// Every Server is looked at, not only the selected ones: one no longer selected may still run
+// an old container, which garbage collection removes.
+func (r *DeploymentReconciler) observe(ctx context.Context, s *deploymentScope) (*ctrl.Result, error) {
+	var err error
+	if s.hosts, s.unreachable, err = connectServers(ctx, r.Client, r.Fleet, s.d.Namespace); err != nil {
+		return nil, err
+	}
+	s.observed = map[string]map[string][]release.Observed{}
+	for server, h := range s.hosts {
+		obs, err := observeHost(ctx, h, s.d.Namespace, s.d.Name)
 		if err != nil {
-			unreachable[server] = err.Error()
-			delete(hosts, server)
+			s.unreachable[server] = err.Error()
+			delete(s.hosts, server)
 			continue
 		}
-		observed[server] = obs
+		s.observed[server] = obs
 	}
-	dp := &deployer{d: d, auth: auth, recorder: r.Recorder, starting: func() {
-		// Say at once that a rollout is under way; the rest of the status follows at the end.
-		conditions.MarkReconciling(&d.Status.Conditions, gen, kamalv1.ReasonRollingOut, "rolling out "+release.Version(d.Spec.Image))
-		if err := patcher.patch(ctx, d, func(o client.Object) any { return o.(*kamalv1.Deployment).Status }); err == nil {
-			patcher = newStatusPatcher(r.Client, d)
-		}
-	}}
-	if err := r.collectGarbage(ctx, dp, hosts, observed, placed); err != nil {
-		return ctrl.Result{}, err
-	}
+	return nil, nil
+}
 
-	if d.Status.FailedRevision == revision {
-		r.report(d, roles, placed, hosts, observed, unreachable)
-		if !conditions.IsReady(d.Status.Conditions, gen) {
-			msg := "rollout halted: the health check failed for this spec; change the spec (or set the " + kamalv1.AnnotationRestartedAt + " annotation) to retry"
-			if s := meta.FindStatusCondition(d.Status.Conditions, kamalv1.ConditionStalled); s != nil && s.Reason == kamalv1.ReasonHealthCheckFailed {
-				msg = s.Message
+// collectGarbage removes what left the spec: containers (and routes) of roles no longer in it
+// and of servers no longer selected.
+func (r *DeploymentReconciler) collectGarbage(ctx context.Context, s *deploymentScope) (*ctrl.Result, error) {
+	dp := &deployer{d: s.d, recorder: r.Recorder}
+	for server, byRole := range s.observed {
+		for role, cs := range byRole {
+			if slices.Contains(s.placed[role], server) {
+				continue
 			}
-			conditions.MarkStalled(&d.Status.Conditions, gen, kamalv1.ReasonHealthCheckFailed, msg)
+			r.ops.Cancel(opKey{s.d.Namespace, s.d.Name, role, server}, "")
+			if err := removeRole(ctx, dp, s.hosts[server], server, role, cs); err != nil {
+				return nil, err
+			}
+			delete(byRole, role)
 		}
-		return ctrl.Result{}, nil
 	}
+	return nil, nil
+}
 
-	result, err := r.rollout(ctx, dp, roles, placed, hosts, observed)
-	if err != nil {
-		if isHealthError(err) {
-			d.Status.FailedRevision = revision
-			r.Recorder.Eventf(d, nil, corev1.EventTypeWarning, kamalv1.ReasonHealthCheckFailed, "Deploy", "%s; rollout halted, the running version keeps serving", err.Error())
-			r.refresh(ctx, d, hosts, observed)
-			r.report(d, roles, placed, hosts, observed, unreachable)
-			conditions.MarkStalled(&d.Status.Conditions, gen, kamalv1.ReasonHealthCheckFailed, err.Error())
-			return ctrl.Result{}, nil
+// rollout starts the next batch of every role that needs one and returns at once: deploys run
+// in the background and wake the Deployment when they end. Roles go the primary first (unless
+// parallelRoles), each in batches of maxParallel servers. A failed health check halts it: later
+// batches and roles keep their running version.
+func (r *DeploymentReconciler) rollout(ctx context.Context, s *deploymentScope) (*ctrl.Result, error) {
+	d := s.d
+	if d.Status.FailedRevision == s.revision {
+		s.halted = "rollout halted: the health check failed for this spec; change the spec (or set the " + kamalv1.AnnotationRestartedAt + " annotation) to retry"
+		if c := meta.FindStatusCondition(d.Status.Conditions, kamalv1.ConditionStalled); c != nil && c.Reason == kamalv1.ReasonHealthCheckFailed {
+			s.halted = c.Message
 		}
-		r.refresh(ctx, d, hosts, observed)
-		r.report(d, roles, placed, hosts, observed, unreachable)
-		conditions.MarkNotReady(&d.Status.Conditions, gen, kamalv1.ReasonRollingOut, err.Error())
-		return ctrl.Result{RequeueAfter: 5 * time.Second}, nil
+		return nil, nil
+	}
+	order := release.SortedRoles(d.Spec.Roles, d.Spec.PrimaryRole)
+	groups := [][]string{order}
+	if !d.Spec.Rollout.ParallelRoles && len(order) > 1 {
+		groups = [][]string{order[:1], order[1:]}
+	}
+	for _, group := range groups {
+		groupBusy := false
+		for _, name := range group {
+			busy, err := r.rolloutRole(ctx, s, s.roles[name])
+			if err != nil {
+				return nil, err
+			}
+			groupBusy = groupBusy || busy
+			if s.halted != "" {
+				d.Status.FailedRevision = s.revision
+				r.Recorder.Eventf(d, nil, corev1.EventTypeWarning, kamalv1.ReasonHealthCheckFailed, "Deploy", "%s; rollout halted, the running version keeps serving", s.halted)
+				return nil, nil
+			}
+		}
+		if groupBusy {
+			s.busy = true
+			return nil, nil // the next group waits for this one
+		}
+	}
+	return nil, nil
+}
+
+// rolloutRole converges what is done (routes, pruning), takes in the results of finished
+// deploys, and starts the next batch when none runs. It reports whether the role is busy.
+func (r *DeploymentReconciler) rolloutRole(ctx context.Context, s *deploymentScope, role *release.Role) (bool, error) {
+	d := s.d
+	hash := role.Hash(string(d.UID))
+	// A deploy belongs to the container hash and to the revision: a health check path or port
+	// changed under a running deploy restarts it, and a failure of one revision never halts
+	// another whose containers hash the same.
+	opID := hash + "@" + s.revision
+	dp := &deployer{d: d, recorder: r.Recorder}
+	var pending []*target
+	busy := false
+	for _, server := range s.placed[role.Name] {
+		h := s.hosts[server]
+		if h == nil {
+			continue // reported as unreachable; the others go on
+		}
+		key, tk := opKey{d.Namespace, d.Name, role.Name, server}, targetKey(role.Name, server)
+		r.ops.Cancel(key, opID) // a deploy toward an older spec stops
+		if st, ok := r.ops.Get(key); ok {
+			switch {
+			case st.Running:
+				s.steps[tk], busy = st.Step, true
+				continue
+			case st.Hash == opID && st.Err != nil:
+				if isHealthError(st.Err) {
+					// Kept until the revision changes: a reconcile that reads an object from
+					// before this halt was recorded halts again instead of retrying.
+					s.halted = st.Err.Error()
+					return false, nil
+				}
+				s.failures[tk] = st.Err.Error()
+				wait := retryBackoff(st.Fails)
+				if p := pullProblem(st.Err); p != nil {
+					s.stalled, wait = p, stalledRetry
+				}
+				if left := wait - time.Since(st.Finished); left > 0 {
+					s.requeueIn(left)
+					busy = true
+					continue
+				}
+			case st.Err == nil && st.Finished.After(s.batchAt):
+				s.batchAt = st.Finished
+			}
+			r.ops.Forget(key)
+		}
+		t := &target{server: server, host: h, role: role, hash: hash}
+		if role.Proxy != nil {
+			rctx, cancel := context.WithTimeout(ctx, hostReadTimeout)
+			route, up, err := h.Proxy.RoutedTo(rctx, release.RouteID(role.Namespace, role.Deployment, role.Name))
+			cancel()
+			if err != nil {
+				s.unreachable[server] = "reading the route: " + err.Error()
+				continue
+			}
+			t.route, t.upstream = route, up
+			t.routed, _, _ = strings.Cut(up, ":")
+		}
+		t.plan = release.PlanTarget(hash, role.ContainerName(hash, false), s.observed[server][role.Name], role.Proxy != nil, t.routed, int(d.Spec.RetainContainers))
+		if t.plan.Converged {
+			wctx, cancel := context.WithTimeout(ctx, hostWriteTimeout)
+			err := dp.converged(wctx, t)
+			cancel()
+			if err != nil {
+				return false, err
+			}
+			continue
+		}
+		pending = append(pending, t)
+	}
+	if !s.batchAt.IsZero() {
+		d.Status.LastBatchAt = &metav1.Time{Time: s.batchAt}
+	}
+	if busy || len(pending) == 0 {
+		return busy, nil
+	}
+	if w := d.Spec.Rollout.Wait; w != nil && d.Status.LastBatchAt != nil {
+		if left := w.Duration - time.Since(d.Status.LastBatchAt.Time); left > 0 {
+			s.requeueIn(left)
+			return true, nil
+		}
+	}
+	count, percent := maxParallel(d.Spec.Rollout.MaxParallel)
+	size := release.BatchSize(len(s.placed[role.Name]), count, percent)
+	for _, t := range pending[:min(size, len(pending))] {
+		r.startDeploy(s, t, opID)
+		s.steps[targetKey(role.Name, t.server)] = stepPulling
+	}
+	return true, nil
+}
+
+// startDeploy runs one target's deploy in the background. The deploy gets its own copy of the
+// Deployment: status writes of later reconciles never touch what it reads.
+func (r *DeploymentReconciler) startDeploy(s *deploymentScope, t *target, opID string) {
+	d := s.d.DeepCopy()
+	dp := &deployer{d: d, auth: s.auth, recorder: r.Recorder}
+	key := opKey{d.Namespace, d.Name, t.role.Name, t.server}
+	r.ops.Start(key, opID, func(ctx context.Context, step func(opStep)) error {
+		ro := d.Spec.Rollout
+		ctx, cancel := context.WithTimeout(ctx, pullTimeout+ro.DeployTimeout.Duration+ro.DrainTimeout.Duration+ro.StopTimeout.Duration+time.Minute)
+		defer cancel()
+		dp.step = step
+		err := dp.deploy(ctx, t)
+		if err != nil && !isHealthError(err) && ctx.Err() == nil {
+			dp.event(corev1.EventTypeWarning, "DeployFailed", "%s", err.Error())
+		}
+		return err
+	})
+}
+
+// maxParallel reads rollout.maxParallel: a count (default 1) or a percentage.
+func maxParallel(mp *intstr.IntOrString) (count, percent int) {
+	if mp == nil {
+		return 1, 0
+	}
+	if s := mp.String(); strings.HasSuffix(s, "%") {
+		fmt.Sscanf(s, "%d%%", &percent)
+		return 0, percent
+	}
+	return mp.IntValue(), 0
+}
+
+// report fills status from what runs and what the rollout phase found, and sets the
+// conditions.
+func (r *DeploymentReconciler) report(ctx context.Context, s *deploymentScope) (*ctrl.Result, error) {
+	d := s.d
+	gen := d.Generation
+	ready, total := r.fillTargets(s)
+	progress := fmt.Sprintf("%d of %d targets on %s", ready, total, release.Version(d.Spec.Image))
+	switch {
+	case s.halted != "":
+		conditions.MarkStalled(&d.Status.Conditions, gen, kamalv1.ReasonHealthCheckFailed, s.halted)
+		return done(ctrl.Result{})
+	case s.stalled != nil:
+		conditions.MarkStalled(&d.Status.Conditions, gen, s.stalled.Reason, s.stalled.Message+" (retried every "+stalledRetry.String()+")")
+		return done(ctrl.Result{RequeueAfter: stalledRetry})
+	case len(s.unreachable) > 0 && ready < total:
+		conditions.MarkNotReady(&d.Status.Conditions, gen, kamalv1.ReasonUnreachable, "unreachable: "+joinSorted(s.unreachable)+"; "+progress)
+		return done(ctrl.Result{RequeueAfter: max(min(s.requeue, rolloutPoll), time.Second)})
+	case len(s.failures) > 0 && ready < total:
+		conditions.MarkNotReady(&d.Status.Conditions, gen, kamalv1.ReasonRollingOut, progress+"; retrying: "+joinSorted(s.failures))
+		return done(ctrl.Result{RequeueAfter: max(min(s.requeue, rolloutPoll), time.Second)})
+	case s.busy || ready < total:
+		msg := "rolling out " + release.Version(d.Spec.Image) + ": " + progress
+		if len(s.steps) > 0 {
+			var parts []string
+			for _, k := range sortedKeys(s.steps) {
+				parts = append(parts, k+" "+string(s.steps[k]))
+			}
+			msg += "; " + strings.Join(parts, ", ")
+		}
+		conditions.MarkReconciling(&d.Status.Conditions, gen, kamalv1.ReasonRollingOut, msg)
+		next := rolloutPoll
+		if s.requeue > 0 {
+			next = min(s.requeue, next)
+		}
+		return done(ctrl.Result{RequeueAfter: next})
 	}
 	d.Status.FailedRevision = ""
-	r.refresh(ctx, d, hosts, observed)
-	ready, total := r.report(d, roles, placed, hosts, observed, unreachable)
-	switch {
-	case len(unreachable) > 0 && ready < total:
-		conditions.MarkNotReady(&d.Status.Conditions, gen, kamalv1.ReasonUnreachable, "unreachable: "+joinSorted(unreachable))
-		return ctrl.Result{RequeueAfter: 10 * time.Second}, nil
-	case result.RequeueAfter > 0 || ready < total:
-		conditions.MarkReconciling(&d.Status.Conditions, gen, kamalv1.ReasonRollingOut, fmt.Sprintf("%d of %d targets on %s", ready, total, release.Version(d.Spec.Image)))
-		return ctrl.Result{RequeueAfter: max(result.RequeueAfter, time.Second)}, nil
-	}
 	if d.Status.Image != d.Spec.Image {
 		r.Recorder.Eventf(d, nil, corev1.EventTypeNormal, "RolloutComplete", "Deploy", "%s serves on %d targets", d.Spec.Image, total)
 		d.Status.History = append([]kamalv1.DeployedImage{{Image: d.Spec.Image, Version: release.Version(d.Spec.Image), DeployedAt: metav1.Now()}}, d.Status.History...)
@@ -205,7 +454,50 @@ func (r *DeploymentReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 	}
 	d.Status.Image, d.Status.Version = d.Spec.Image, release.Version(d.Spec.Image)
 	conditions.MarkReady(&d.Status.Conditions, gen, kamalv1.ReasonReconciled, fmt.Sprintf("%s serves on %d targets", release.Version(d.Spec.Image), total))
-	return ctrl.Result{RequeueAfter: deploymentResync}, nil
+	return done(ctrl.Result{RequeueAfter: deploymentResync})
+}
+
+// fillTargets writes status.targets and the counts from what runs; it returns ready and total.
+func (r *DeploymentReconciler) fillTargets(s *deploymentScope) (int32, int32) {
+	d := s.d
+	var targets []kamalv1.TargetStatus
+	var ready, total int32
+	for _, name := range release.SortedRoles(d.Spec.Roles, d.Spec.PrimaryRole) {
+		hash := s.roles[name].Hash(string(d.UID))
+		for _, server := range s.placed[name] {
+			total++
+			tk := targetKey(name, server)
+			ts := kamalv1.TargetStatus{Server: server, Role: name, State: kamalv1.TargetPending}
+			if step, ok := s.steps[tk]; ok {
+				ts.State, ts.Message = step.state(), "deploying: "+string(step)
+			}
+			if msg, ok := s.failures[tk]; ok {
+				ts.State, ts.Message = kamalv1.TargetFailed, msg
+			}
+			if msg, ok := s.unreachable[server]; ok {
+				ts.State, ts.Message = kamalv1.TargetUnreachable, msg
+			}
+			var serving *release.Observed
+			for i, o := range s.observed[server][name] {
+				if o.Running && (serving == nil || o.Hash == hash) {
+					serving = &s.observed[server][name][i]
+				}
+			}
+			if serving != nil {
+				ts.Version, ts.Container = serving.Version, serving.Name
+				_, deploying := s.steps[tk]
+				if serving.Hash == hash && !deploying && ts.State != kamalv1.TargetUnreachable {
+					ts.State, ts.Message = kamalv1.TargetRunning, ""
+					ready++
+				}
+			}
+			targets = append(targets, ts)
+		}
+	}
+	d.Status.Targets = targets
+	d.Status.ReadyTargets, d.Status.TotalTargets = ready, total
+	d.Status.ServersReady = fmt.Sprintf("%d/%d", ready, total)
+	return ready, total
 }
 
 func joinSorted(m map[string]string) string {
@@ -216,22 +508,10 @@ func joinSorted(m map[string]string) string {
 	return strings.Join(parts, ", ")
 }
 
-// waitingFor returns the first dependency that is not Ready.
-func (r *DeploymentReconciler) waitingFor(ctx context.Context, d *kamalv1.Deployment) (string, error) {
-	for _, dep := range d.Spec.DependsOn {
-		var a kamalv1.Accessory
-		if err := r.Get(ctx, types.NamespacedName{Namespace: d.Namespace, Name: dep.Name}, &a); err != nil {
-			return "", client.IgnoreNotFound(err)
-		}
-		if !conditions.IsReady(a.Status.Conditions, a.Generation) {
-			return dep.Name, nil
-		}
-	}
-	return "", nil
-}
-
-// resolveRoles builds each role's resolved container spec and hash; revision identifies them
-// all together.
+// resolveRoles builds each role's resolved container spec and hash. The revision identifies
+// them together with everything that decides whether a new container passes its health check
+// (proxy port, path, interval and timeout; deploy timeout, readiness delay), so a rollout that
+// failed its check is retried when any of them changes.
 func (r *DeploymentReconciler) resolveRoles(ctx context.Context, d *kamalv1.Deployment) (map[string]*release.Role, string, *refProblem, error) {
 	env := newEnvResolver(r.Client, d.Namespace)
 	roles := map[string]*release.Role{}
@@ -253,7 +533,7 @@ func (r *DeploymentReconciler) resolveRoles(ctx context.Context, d *kamalv1.Depl
 			labels[k] = v
 		}
 		role := &release.Role{
-			Namespace: d.Namespace, Deployment: d.Name, Name: name, Image: d.Spec.Image,
+			Namespace: d.Namespace, UID: string(d.UID), Deployment: d.Name, Name: name, Image: d.Spec.Image,
 			Cmd: spec.Cmd, Env: e.list(), Labels: labels, Volumes: d.Spec.Volumes,
 			Options: d.Spec.Options, Logging: d.Spec.Logging,
 			Proxy:   release.EffectiveProxy(&d.Spec, name),
@@ -265,206 +545,26 @@ func (r *DeploymentReconciler) resolveRoles(ctx context.Context, d *kamalv1.Depl
 		if spec.Logging != nil {
 			role.Logging = spec.Logging
 		}
+		if p := role.Proxy; p != nil {
+			if err := checkHealthPath(p.HealthPath); err != nil {
+				return nil, "", &refProblem{Reason: kamalv1.ReasonInvalidSpec, Message: fmt.Sprintf("role %s: %v", name, err)}, nil
+			}
+		}
 		roles[name] = role
-		sum.Write([]byte(name + "=" + role.Hash(string(d.UID)) + ";"))
+		proxy, _ := json.Marshal(role.Proxy)
+		sum.Write([]byte(name + "=" + role.Hash(string(d.UID)) + ";" + string(proxy) + ";"))
 	}
+	ro := d.Spec.Rollout
+	fmt.Fprintf(sum, "deployTimeout=%s;readinessDelay=%s", ro.DeployTimeout.Duration, ro.ReadinessDelay.Duration)
 	return roles, hex.EncodeToString(sum.Sum(nil))[:16], nil, nil
 }
 
-// pullAuth encodes the registry credentials of imagePullSecrets for the image's registry.
-func (r *DeploymentReconciler) pullAuth(ctx context.Context, d *kamalv1.Deployment) (string, *refProblem, error) {
-	return pullAuthFor(ctx, r.Client, d.Namespace, d.Spec.Image, d.Spec.ImagePullSecrets)
-}
-
-// connectAll connects to every Server of the namespace; unreachable ones are reported with
-// the reason.
-func (r *DeploymentReconciler) connectAll(ctx context.Context, namespace string) (map[string]*fleet.Host, map[string]string, error) {
-	return connectServers(ctx, r.Client, r.Fleet, namespace)
-}
-
-// rollout deploys role by role (the primary first, unless parallelRoles), each in batches of
-// maxParallel servers. A health check failure halts it: later batches and roles keep their
-// running version.
-func (r *DeploymentReconciler) rollout(ctx context.Context, dp *deployer, roles map[string]*release.Role, placed map[string][]string,
-	hosts map[string]*fleet.Host, observed map[string]map[string][]release.Observed) (ctrl.Result, error) {
-	d := dp.d
-	order := release.SortedRoles(d.Spec.Roles, d.Spec.PrimaryRole)
-	groups := [][]string{order}
-	if !d.Spec.Rollout.ParallelRoles && len(order) > 1 {
-		groups = [][]string{order[:1], order[1:]}
-	}
-	for _, group := range groups {
-		var wg sync.WaitGroup
-		errs := make([]error, len(group))
-		results := make([]ctrl.Result, len(group))
-		for i, name := range group {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				results[i], errs[i] = r.rolloutRole(ctx, dp, roles[name], placed[name], hosts, observed)
-			}()
-		}
-		wg.Wait()
-		for i := range group {
-			if errs[i] != nil {
-				return ctrl.Result{}, errs[i]
-			}
-			if results[i].RequeueAfter > 0 {
-				return results[i], nil
-			}
-		}
-	}
-	return ctrl.Result{}, nil
-}
-
-func (r *DeploymentReconciler) rolloutRole(ctx context.Context, dp *deployer, role *release.Role, servers []string,
-	hosts map[string]*fleet.Host, observed map[string]map[string][]release.Observed) (ctrl.Result, error) {
-	d := dp.d
-	hash := role.Hash(string(d.UID))
-	var pending []*target
-	for _, server := range servers {
-		h := hosts[server]
-		if h == nil {
-			continue // reported as unreachable; the others go on
-		}
-		t := &target{server: server, host: h, role: role, hash: hash}
-		if role.Proxy != nil {
-			route, up, err := h.Proxy.RoutedTo(ctx, release.RouteID(role.Namespace, role.Deployment, role.Name))
-			if err != nil {
-				return ctrl.Result{}, fmt.Errorf("reading the route on %s: %w", server, err)
-			}
-			t.route, t.upstream = route, up
-			t.routed, _, _ = strings.Cut(up, ":")
-		}
-		t.plan = release.PlanTarget(hash, role.ContainerName(hash, false), observed[server][role.Name], role.Proxy != nil, t.routed, int(d.Spec.RetainContainers))
-		if t.plan.Converged {
-			sync := dp.syncRoute
-			if role.Proxy == nil {
-				sync = dp.dropRoute
-			}
-			if err := sync(ctx, t); err != nil {
-				return ctrl.Result{}, err
-			}
-			if err := dp.prune(ctx, t); err != nil {
-				return ctrl.Result{}, err
-			}
-			continue
-		}
-		pending = append(pending, t)
-	}
-	mp := d.Spec.Rollout.MaxParallel
-	count, pct := 1, 0
-	if mp != nil {
-		if s := mp.String(); strings.HasSuffix(s, "%") {
-			fmt.Sscanf(s, "%d%%", &pct)
-		} else {
-			count = mp.IntValue()
-		}
-	}
-	size := release.BatchSize(len(servers), count, pct)
-	batchKey := d.Namespace + "/" + d.Name + "/" + role.Name
-	wait := time.Duration(0)
-	if w := d.Spec.Rollout.Wait; w != nil {
-		wait = w.Duration
-	}
-	if last, ok := r.lastBatch.Load(batchKey); ok && len(pending) > 0 {
-		if left := wait - time.Since(last.(time.Time)); left > 0 {
-			return ctrl.Result{RequeueAfter: left}, nil
-		}
-	}
-	for start := 0; start < len(pending); start += size {
-		batch := pending[start:min(start+size, len(pending))]
-		var wg sync.WaitGroup
-		errs := make([]error, len(batch))
-		for i, t := range batch {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				dctx, cancel := context.WithTimeout(ctx, d.Spec.Rollout.DeployTimeout.Duration+d.Spec.Rollout.DrainTimeout.Duration+d.Spec.Rollout.StopTimeout.Duration+5*time.Minute)
-				defer cancel()
-				errs[i] = dp.deploy(dctx, t)
-			}()
-		}
-		wg.Wait()
-		var firstErr error
-		for _, err := range errs {
-			if err != nil && (firstErr == nil || isHealthError(err) && !isHealthError(firstErr)) {
-				firstErr = err
-			}
-		}
-		if firstErr != nil {
-			return ctrl.Result{}, firstErr
-		}
-		r.lastBatch.Store(batchKey, time.Now())
-		if wait > 0 && start+size < len(pending) {
-			return ctrl.Result{RequeueAfter: wait}, nil
-		}
-	}
-	if len(pending) == 0 {
-		r.lastBatch.Delete(batchKey)
-	}
-	return ctrl.Result{}, nil
-}
-
-// refresh re-observes the hosts after work, for an accurate status.
-func (r *DeploymentReconciler) refresh(ctx context.Context, d *kamalv1.Deployment, hosts map[string]*fleet.Host, observed map[string]map[string][]release.Observed) {
-	for server, h := range hosts {
-		if obs, err := observeHost(ctx, h, d.Namespace, d.Name); err == nil {
-			observed[server] = obs
-		}
-	}
-}
-
-// report fills status.targets and the counts from what runs; it returns ready and total.
-func (r *DeploymentReconciler) report(d *kamalv1.Deployment, roles map[string]*release.Role, placed map[string][]string,
-	hosts map[string]*fleet.Host, observed map[string]map[string][]release.Observed, unreachable map[string]string) (int32, int32) {
-	var targets []kamalv1.TargetStatus
-	var ready, total int32
-	for _, name := range release.SortedRoles(d.Spec.Roles, d.Spec.PrimaryRole) {
-		role := roles[name]
-		hash := role.Hash(string(d.UID))
-		for _, server := range placed[name] {
-			total++
-			ts := kamalv1.TargetStatus{Server: server, Role: name, State: kamalv1.TargetPending}
-			if msg, ok := unreachable[server]; ok {
-				ts.State, ts.Message = kamalv1.TargetUnreachable, msg
-			}
-			var serving *release.Observed
-			for i, o := range observed[server][name] {
-				if o.Running && (serving == nil || o.Hash == hash) {
-					serving = &observed[server][name][i]
-				}
-			}
-			if serving != nil {
-				ts.Version, ts.Container = serving.Version, serving.Name
-				if serving.Hash == hash && ts.State != kamalv1.TargetUnreachable {
-					ts.State = kamalv1.TargetRunning
-					ready++
-				}
-			}
-			targets = append(targets, ts)
-		}
-	}
-	d.Status.Targets = targets
-	d.Status.ReadyTargets, d.Status.TotalTargets = ready, total
-	d.Status.ServersReady = fmt.Sprintf("%d/%d", ready, total)
-	return ready, total
-}
-
-// collectGarbage removes what left the spec: containers (and routes) of roles no longer in it
-// and of servers no longer selected.
-func (r *DeploymentReconciler) collectGarbage(ctx context.Context, dp *deployer, hosts map[string]*fleet.Host,
-	observed map[string]map[string][]release.Observed, placed map[string][]string) error {
-	for server, byRole := range observed {
-		for role, cs := range byRole {
-			if slices.Contains(placed[role], server) {
-				continue
-			}
-			if err := removeRole(ctx, dp, hosts[server], server, role, cs); err != nil {
-				return err
-			}
-			delete(byRole, role)
-		}
+// checkHealthPath refuses a health check path that is no valid URL path. The API refuses
+// them too; this guards objects stored before it did.
+func checkHealthPath(path string) error {
+	u, err := url.ParseRequestURI(path)
+	if err != nil || u.Path == "" || u.Host != "" || strings.ContainsAny(path, "{} \t") {
+		return fmt.Errorf("health check path %q is not a valid URL path", path)
 	}
 	return nil
 }
@@ -472,6 +572,8 @@ func (r *DeploymentReconciler) collectGarbage(ctx context.Context, dp *deployer,
 // removeRole takes a role off a host: its route first (so no request reaches a stopping
 // container), then its containers and their images.
 func removeRole(ctx context.Context, dp *deployer, h *fleet.Host, server, role string, cs []release.Observed) error {
+	ctx, cancel := context.WithTimeout(ctx, hostWriteTimeout)
+	defer cancel()
 	id := release.RouteID(dp.d.Namespace, dp.d.Name, role)
 	if err := h.Proxy.DeleteRoute(ctx, id); err != nil && !isAdminUnreachable(err) {
 		return fmt.Errorf("removing route %s on %s: %w", id, server, err)
@@ -495,13 +597,17 @@ func isAdminUnreachable(err error) bool {
 	return err != nil && (strings.Contains(err.Error(), "open failed") || strings.Contains(err.Error(), "connect failed"))
 }
 
-// finalize removes the Deployment from every host, then lets it go. A Server that is gone
-// or stalled does not block deletion.
-func (r *DeploymentReconciler) finalize(ctx context.Context, d *kamalv1.Deployment) (ctrl.Result, error) {
+// reconcileDelete removes the Deployment from every host, then lets it go. A Server that is
+// gone or stalled does not block deletion.
+func (r *DeploymentReconciler) reconcileDelete(ctx context.Context, d *kamalv1.Deployment) (ctrl.Result, error) {
 	if !controllerutil.ContainsFinalizer(d, DeploymentFinalizer) {
 		return ctrl.Result{}, nil
 	}
-	hosts, unreachable, err := r.connectAll(ctx, d.Namespace)
+	r.ops.CancelAll(d.Namespace, d.Name)
+	if n := r.ops.Running(d.Namespace, d.Name, ""); n > 0 {
+		return ctrl.Result{RequeueAfter: time.Second}, nil // let cancelled deploys end first
+	}
+	hosts, unreachable, err := connectServers(ctx, r.Client, r.Fleet, d.Namespace)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
@@ -529,8 +635,7 @@ func (r *DeploymentReconciler) finalize(ctx context.Context, d *kamalv1.Deployme
 			}
 		}
 	}
-	controllerutil.RemoveFinalizer(d, DeploymentFinalizer)
-	return ctrl.Result{}, client.IgnoreNotFound(r.Update(ctx, d))
+	return ctrl.Result{}, removeFinalizer(ctx, r.Client, d, DeploymentFinalizer)
 }
 
 func isStalled(conds []metav1.Condition) bool {
@@ -541,6 +646,21 @@ func isStalled(conds []metav1.Condition) bool {
 // containers: one that dies, stops or disappears reconciles its Deployment within seconds.
 func (r *DeploymentReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	r.wake = make(chan event.GenericEvent, 1024)
+	wake := func(ns, name string) {
+		select {
+		case r.wake <- event.GenericEvent{Object: &kamalv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}}:
+		default:
+		}
+	}
+	r.ops = newTargetOps(ctrl.Log.WithName("deploy"), wake)
+	// Deploys end with the manager: a stopped controller leaves nothing running behind.
+	if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
+		<-ctx.Done()
+		r.ops.Close()
+		return nil
+	})); err != nil {
+		return err
+	}
 	r.Fleet.OnEvent(func(e fleet.Event) {
 		attrs := e.Message.Actor.Attributes
 		name, ns := attrs[kamalv1.LabelDeployment], attrs[kamalv1.LabelNamespace]
@@ -549,10 +669,7 @@ func (r *DeploymentReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		}
 		switch e.Message.Action {
 		case "die", "stop", "destroy", "kill", "oom", "rename", "health_status: unhealthy":
-			select {
-			case r.wake <- event.GenericEvent{Object: &kamalv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}}:
-			default:
-			}
+			wake(ns, name)
 		}
 	})
 	c := mgr.GetClient()

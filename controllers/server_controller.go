@@ -49,6 +49,9 @@ type ServerReconciler struct {
 	Recorder          events.EventRecorder
 	Fleet             *fleet.Fleet
 	DefaultProxyImage string
+	// KnownHostsNamespace holds the known-hosts store (KnownHostsConfigMap) of the keys trusted
+	// on first use: the controller's own namespace.
+	KnownHostsNamespace string
 
 	wake chan event.GenericEvent
 }
@@ -84,6 +87,7 @@ func (r *ServerReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res
 		}
 	}()
 	srv.Status.ObservedGeneration = srv.Generation
+	reportInert(r.Recorder, srv, &srv.Status.Conditions, srv.Generation, inertServerFields(&srv.Spec))
 
 	host, res, err := r.connect(ctx, srv)
 	if host == nil {
@@ -109,26 +113,70 @@ func (r *ServerReconciler) connect(ctx context.Context, srv *kamalv1.Server) (*f
 		}
 		return nil, ctrl.Result{}, err
 	}
-	target, problem, err := targetFor(ctx, r.Client, srv, 0)
+	// Only this controller trusts a host key on first use, and only once the known-hosts store
+	// keeps it: the store decides for a Server whose status lost the key.
+	target, problem, err := targetFor(ctx, r.Client, srv, true)
+	var fu *firstUse
+	if err == nil && problem == nil && srv.Spec.HostKeyPolicy == kamalv1.HostKeyTrustOnFirstUse && len(srv.Spec.KnownHosts) == 0 {
+		fu, problem, err = trustFromStore(ctx, knownHostsStore{c: r.Client, namespace: r.KnownHostsNamespace}, srv, target)
+	}
 	if err != nil || problem != nil {
 		if problem != nil {
 			r.markUnreachable(srv, problem.Reason, problem.Message)
+			if problem.Reason == kamalv1.ReasonJumpHostNotReady {
+				// The jump Server's status, once its key is recorded, wakes this one.
+				conditions.MarkNotReady(&srv.Status.Conditions, gen, problem.Reason, problem.Message)
+				return nil, ctrl.Result{}, nil
+			}
 			conditions.MarkStalled(&srv.Status.Conditions, gen, problem.Reason, problem.Message)
+			if problem.Reason == kamalv1.ReasonHostKeyMismatch {
+				return nil, ctrl.Result{RequeueAfter: afterMismatch(srv)}, err
+			}
 		}
 		return nil, ctrl.Result{}, err
 	}
 	key := serverKey(srv)
+	if r.Fleet.Lost(key) && meta.IsStatusConditionTrue(srv.Status.Conditions, kamalv1.ConditionReachable) {
+		// Say at once that the connection died; the redial, which may wait out a dial timeout
+		// on a cut network, comes with the next reconcile.
+		msg := "connection lost (keepalives unanswered or closed by the host); reconnecting"
+		r.markUnreachable(srv, kamalv1.ReasonUnreachable, msg)
+		conditions.MarkNotReady(&srv.Status.Conditions, gen, kamalv1.ReasonUnreachable, msg)
+		r.Recorder.Eventf(srv, nil, corev1.EventTypeWarning, kamalv1.ReasonUnreachable, "Connect", "%s", msg)
+		return nil, ctrl.Result{RequeueAfter: 100 * time.Millisecond}, nil
+	}
 	opCtx, cancel := context.WithTimeout(ctx, hostOpTimeout)
 	defer cancel()
+	if target.TrustOnFirstUse {
+		// First use: learn the key before authenticating, keep it in the store (which refuses
+		// to overwrite a key recorded meanwhile) and in status, then connect pinned to it.
+		hk, err := fu.trustFirstKey(opCtx, target)
+		if err != nil {
+			if p := fu.mismatch(err, hk); p != nil {
+				r.markUnreachable(srv, p.Reason, p.Message)
+				conditions.MarkStalled(&srv.Status.Conditions, gen, p.Reason, p.Message)
+				return nil, ctrl.Result{RequeueAfter: afterMismatch(srv)}, nil
+			}
+			msg := "trusting the host key on first use: " + err.Error()
+			r.markUnreachable(srv, kamalv1.ReasonUnreachable, msg)
+			conditions.MarkNotReady(&srv.Status.Conditions, gen, kamalv1.ReasonUnreachable, msg)
+			return nil, ctrl.Result{RequeueAfter: 10 * time.Second}, nil
+		}
+		srv.Status.TrustedHostKey = remote.FormatKey(hk)
+		r.Recorder.Eventf(srv, nil, corev1.EventTypeWarning, "HostKeyTrusted", "Connect",
+			"trusted host key %s of %s on first use, kept in status.trustedHostKey and the known-hosts store %s; only it is accepted from now on",
+			ssh.FingerprintSHA256(hk), fu.entry, fu.store.name())
+		target.HostKeys, target.TrustOnFirstUse = []ssh.PublicKey{hk}, false
+	}
 	host, err := r.Fleet.Connect(opCtx, key, target, srv.Spec.Docker.SocketPath)
 	if err != nil {
 		var mismatch *remote.HostKeyMismatchError
 		switch {
 		case errors.As(err, &mismatch):
-			msg := fmt.Sprintf("host key %s is not accepted: refusing to connect (check spec.knownHosts, or clear status.trustedHostKey to trust a new key)", mismatch.Fingerprint)
+			msg := fmt.Sprintf("%s is not accepted: refusing to connect (%s)", mismatch.Presented(), fu.mismatchHint())
 			r.markUnreachable(srv, kamalv1.ReasonHostKeyMismatch, msg)
 			conditions.MarkStalled(&srv.Status.Conditions, gen, kamalv1.ReasonHostKeyMismatch, msg)
-			return nil, ctrl.Result{}, nil
+			return nil, ctrl.Result{RequeueAfter: afterMismatch(srv)}, nil
 		case remote.IsAuthFailure(err):
 			msg := fmt.Sprintf("the host refused the key of Secret %q for user %q: %v", srv.Spec.SSHKeySecretRef.Name, target.User, err)
 			r.markUnreachable(srv, kamalv1.ReasonAuthFailed, msg)
@@ -143,9 +191,27 @@ func (r *ServerReconciler) connect(ctx context.Context, srv *kamalv1.Server) (*f
 
 	hk := host.Conn.HostKey()
 	srv.Status.HostKeyFingerprint = ssh.FingerprintSHA256(hk)
-	if srv.Spec.HostKeyPolicy == kamalv1.HostKeyTrustOnFirstUse && srv.Status.TrustedHostKey == "" && len(srv.Spec.KnownHosts) == 0 {
-		srv.Status.TrustedHostKey = remote.FormatKey(hk)
-		r.Recorder.Eventf(srv, nil, corev1.EventTypeNormal, "HostKeyTrusted", "Connect", "trusted host key %s on first use; only it is accepted from now on", srv.Status.HostKeyFingerprint)
+	if fu != nil {
+		// A key known from status only is kept in the store too; one known from the store only
+		// (the Server was recreated) goes back into status.
+		if err := fu.keep(opCtx, hk); err != nil {
+			r.Fleet.Forget(key)
+			if p := fu.mismatch(err, hk); p != nil {
+				r.markUnreachable(srv, p.Reason, p.Message)
+				conditions.MarkStalled(&srv.Status.Conditions, gen, p.Reason, p.Message)
+				return nil, ctrl.Result{RequeueAfter: afterMismatch(srv)}, nil
+			}
+			msg := "keeping the host key in the known-hosts store: " + err.Error()
+			r.markUnreachable(srv, kamalv1.ReasonPending, msg)
+			conditions.MarkNotReady(&srv.Status.Conditions, gen, kamalv1.ReasonPending, msg)
+			return nil, ctrl.Result{RequeueAfter: 10 * time.Second}, nil
+		}
+		if srv.Status.TrustedHostKey == "" {
+			srv.Status.TrustedHostKey = remote.FormatKey(hk)
+			r.Recorder.Eventf(srv, nil, corev1.EventTypeNormal, "HostKeyRestored", "Connect",
+				"accepted only host key %s, the one the known-hosts store %s keeps for %s, and recorded it in status.trustedHostKey",
+				srv.Status.HostKeyFingerprint, fu.store.name(), fu.entry)
+		}
 	}
 	if !meta.IsStatusConditionTrue(srv.Status.Conditions, kamalv1.ConditionReachable) {
 		r.Recorder.Eventf(srv, nil, corev1.EventTypeNormal, kamalv1.ReasonConnected, "Connect", "connected to %s@%s (host key %s)", target.User, srv.Spec.Address, srv.Status.HostKeyFingerprint)
@@ -195,39 +261,12 @@ func (r *ServerReconciler) reconcileProxy(ctx context.Context, srv *kamalv1.Serv
 			return r.proxyFailed(srv, "removing the disabled proxy: "+err.Error())
 		}
 		srv.Status.ProxyImage = ""
+		r.forgetProxyRollout(srv)
 		conditions.Set(&srv.Status.Conditions, gen, kamalv1.ConditionProxyReady, metav1.ConditionTrue, kamalv1.ReasonProxyDisabled, "proxy disabled on this host")
 		return nil, nil
 	}
-	settings := proxy.SettingsFor(srv.Spec.Proxy, r.DefaultProxyImage)
-	opCtx, cancel := context.WithTimeout(ctx, hostOpTimeout)
-	defer cancel()
-	action, err := proxy.Ensure(opCtx, host.Docker, settings)
-	if err != nil {
-		return r.proxyFailed(srv, err.Error())
-	}
-	if action != proxy.ActionNone {
-		r.Recorder.Eventf(srv, nil, corev1.EventTypeNormal, "Proxy"+string(action), "Proxy", "%s %s with image %s", proxyVerb(action), proxy.ContainerName, settings.Image)
-	}
-	// A new Caddy needs a moment to open its admin socket.
-	var readyErr error
-	deadline := time.Now().Add(proxyReadyWithin)
-	for {
-		readyErr = host.Proxy.Ready(opCtx)
-		// Without stream forwarding the socket stays out of reach: no use waiting.
-		if readyErr == nil || host.Dialer.ViaStdio() || time.Now().After(deadline) || opCtx.Err() != nil {
-			break
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	if readyErr != nil {
-		if host.Dialer.ViaStdio() {
-			return r.proxyFailed(srv, "sshd refuses stream-local forwarding (AllowStreamLocalForwarding), so the proxy's admin socket "+proxy.AdminSocket+" is out of reach")
-		}
-		return r.proxyFailed(srv, "proxy admin API does not answer: "+readyErr.Error())
-	}
-	srv.Status.ProxyImage = settings.Image
-	conditions.Set(&srv.Status.Conditions, gen, kamalv1.ConditionProxyReady, metav1.ConditionTrue, kamalv1.ReasonProxyRunning, fmt.Sprintf("%s runs %s", proxy.ContainerName, settings.Image))
-	return nil, nil
+	// Creating, starting and, in turn across the fleet, safely replacing it: proxy_rollout.go.
+	return r.convergeProxy(ctx, srv, host, proxy.SettingsFor(srv.Spec.Proxy, r.DefaultProxyImage))
 }
 
 func proxyVerb(a proxy.Action) string {
@@ -264,7 +303,7 @@ func (r *ServerReconciler) finalize(ctx context.Context, srv *kamalv1.Server) er
 }
 
 func (r *ServerReconciler) cleanUpHost(ctx context.Context, srv *kamalv1.Server) error {
-	target, problem, err := targetFor(ctx, r.Client, srv, 0)
+	target, problem, err := targetFor(ctx, r.Client, srv, false)
 	if err != nil {
 		return err
 	}

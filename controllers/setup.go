@@ -14,10 +14,18 @@ import (
 // EventSource names the controller in the events it records.
 const EventSource = "kamal-operator"
 
+// DefaultNamespace is the controller's namespace when Options.Namespace is empty (as
+// config/default installs it).
+const DefaultNamespace = "kamal-operator-system"
+
 // Options configure the controllers.
 type Options struct {
 	// DefaultProxyImage runs on Servers whose spec names no proxy image.
 	DefaultProxyImage string
+	// Namespace is the controller's own namespace (DefaultNamespace when empty). It holds the
+	// known-hosts store, the ConfigMap KnownHostsConfigMap of host keys trusted on first use,
+	// so it must exist before a TrustOnFirstUse Server is first connected.
+	Namespace string
 }
 
 // Setup registers the indexes and the three reconcilers with a manager, sharing one fleet of
@@ -28,7 +36,11 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) (*fleet.Fleet, e
 	}
 	hosts := fleet.New(ctrl.Log.WithName("fleet"))
 	rec := mgr.GetEventRecorder(EventSource)
-	if err := (&ServerReconciler{Client: mgr.GetClient(), Recorder: rec, Fleet: hosts, DefaultProxyImage: opts.DefaultProxyImage}).SetupWithManager(mgr); err != nil {
+	if opts.Namespace == "" {
+		opts.Namespace = DefaultNamespace
+	}
+	if err := (&ServerReconciler{Client: mgr.GetClient(), Recorder: rec, Fleet: hosts, DefaultProxyImage: opts.DefaultProxyImage,
+		KnownHostsNamespace: opts.Namespace}).SetupWithManager(mgr); err != nil {
 		return nil, err
 	}
 	if err := (&DeploymentReconciler{Client: mgr.GetClient(), Recorder: rec, Fleet: hosts}).SetupWithManager(mgr); err != nil {

@@ -19,10 +19,12 @@ func newStatusPatcher(c client.Client, obj client.Object) *statusPatcher {
 }
 
 // patch sends a merge patch of the status when it changed. Merge patches replace lists whole,
-// which is right for conditions owned by this controller alone.
+// which is right for conditions owned by this controller alone. It patches a copy: the
+// server's answer is decoded into that copy, never into obj, which other goroutines may read.
 func (p *statusPatcher) patch(ctx context.Context, obj client.Object, statusOf func(client.Object) any) error {
 	if equality.Semantic.DeepEqual(statusOf(p.before), statusOf(obj)) {
 		return nil
 	}
-	return client.IgnoreNotFound(p.client.Status().Patch(ctx, obj, client.MergeFrom(p.before)))
+	sent := obj.DeepCopyObject().(client.Object)
+	return client.IgnoreNotFound(p.client.Status().Patch(ctx, sent, client.MergeFrom(p.before)))
 }

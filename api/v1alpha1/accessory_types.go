@@ -29,10 +29,16 @@ const (
 // `accessories.<name>`). It has no zero-downtime upgrade: a change stops the old container and
 // starts the new one on the same data.
 type AccessorySpec struct {
-	// Image to run.
+	// Image to run, with a tag or a digest (e.g. postgres:15): the same reference grammar as a
+	// Deployment's image. Unlike a Deployment's, the tag may be latest.
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=512
-	// +kubebuilder:validation:Pattern=`^(([a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?)(\.([a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?))*(:[0-9]+)?/)?[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[a-f0-9]{64})?$`
+	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9._:/@-]+$`
+	// +kubebuilder:validation:XValidation:rule="self.lowerAscii().matches('^((localhost|[a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?([.][a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?)+(:[0-9]+)?|[a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?:[0-9]+)/)?[a-z0-9]+(([.]|_|__|-+)[a-z0-9]+)*(/[a-z0-9]+(([.]|_|__|-+)[a-z0-9]+)*)*(:[a-zA-Z0-9_][a-zA-Z0-9_.-]*)?(@sha256:[a-f0-9]{64})?$')",message="image must be a reference [registry[:port]/]repository[:tag][@sha256:digest]: repository components are lowercase letters and digits joined by '.', '_', '__' or '-', and none is empty"
+	// +kubebuilder:validation:XValidation:rule="self.matches('^((localhost|[a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?([.][a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?)+(:[0-9]+)?|[a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?:[0-9]+)/)?[a-z0-9]+(([.]|_|__|-+)[a-z0-9]+)*(/[a-z0-9]+(([.]|_|__|-+)[a-z0-9]+)*)*(:[a-zA-Z0-9_][a-zA-Z0-9_.-]*)?(@sha256:[a-f0-9]{64})?$') || !self.lowerAscii().matches('^((localhost|[a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?([.][a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?)+(:[0-9]+)?|[a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?:[0-9]+)/)?[a-z0-9]+(([.]|_|__|-+)[a-z0-9]+)*(/[a-z0-9]+(([.]|_|__|-+)[a-z0-9]+)*)*(:[a-zA-Z0-9_][a-zA-Z0-9_.-]*)?(@sha256:[a-f0-9]{64})?$')",message="image repository must be lowercase: only the registry host and the tag may have capital letters"
+	// +kubebuilder:validation:XValidation:rule="!self.matches('^[^@]*:[A-Za-z0-9_.-]{129,}(@.*)?$')",message="image tag must be at most 128 characters"
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[^@]{0,255}(:[A-Za-z0-9_.-]*)?(@.*)?$')",message="image name (registry and repository, without the tag) must be at most 255 characters"
+	// +kubebuilder:validation:XValidation:rule="self.matches(':[A-Za-z0-9_][A-Za-z0-9_.-]*$') || self.contains('@sha256:')",message="image must name a tag or a digest (e.g. postgres:15): an untagged image is whatever latest is at each pull"
 	Image string `json:"image"`
 
 	// ImagePullSecrets are Secrets of type kubernetes.io/dockerconfigjson sent with each pull.
@@ -40,6 +46,7 @@ type AccessorySpec struct {
 	// +listType=map
 	// +listMapKey=name
 	// +kubebuilder:validation:MaxItems=8
+	// +kubebuilder:validation:items:XValidation:rule="has(self.name) && size(self.name) > 0",message="imagePullSecrets[].name must not be empty"
 	ImagePullSecrets []corev1.LocalObjectReference `json:"imagePullSecrets,omitempty"`
 
 	// Servers the accessory runs on.
@@ -129,12 +136,16 @@ type AccessorySpec struct {
 // +kubebuilder:validation:XValidation:rule="has(self.configMapKeyRef) != has(self.secretKeyRef)",message="set exactly one of configMapKeyRef or secretKeyRef"
 // +kubebuilder:validation:XValidation:rule="!has(self.secretKeyRef) || !has(self.mode) || self.mode % 8 == 0",message="a file from a Secret must not be readable by others (mode must end in 0)"
 type AccessoryFile struct {
-	// ConfigMapKeyRef is the content's source.
+	// ConfigMapKeyRef is the content's source; name and key must not be empty.
 	// +optional
+	// +kubebuilder:validation:XValidation:rule="has(self.name) && size(self.name) > 0",message="configMapKeyRef.name must not be empty"
+	// +kubebuilder:validation:XValidation:rule="size(self.key) > 0",message="configMapKeyRef.key must not be empty"
 	ConfigMapKeyRef *corev1.ConfigMapKeySelector `json:"configMapKeyRef,omitempty"`
 
-	// SecretKeyRef is the content's source.
+	// SecretKeyRef is the content's source; name and key must not be empty.
 	// +optional
+	// +kubebuilder:validation:XValidation:rule="has(self.name) && size(self.name) > 0",message="secretKeyRef.name must not be empty"
+	// +kubebuilder:validation:XValidation:rule="size(self.key) > 0",message="secretKeyRef.key must not be empty"
 	SecretKeyRef *corev1.SecretKeySelector `json:"secretKeyRef,omitempty"`
 
 	// Target is the absolute path in the container.

@@ -13,6 +13,11 @@ const (
 	ConditionReady       = "Ready"
 	ConditionReconciling = "Reconciling"
 	ConditionStalled     = "Stalled"
+
+	// ConditionInert (type FieldsNotActedOn) reports fields the spec sets that validate and are
+	// stored but that the controller does not act on yet (README, "Accepted but not acted on
+	// yet"); its message names them.
+	ConditionInert = "FieldsNotActedOn"
 )
 
 // Condition reasons shared by every kind.
@@ -28,6 +33,8 @@ const (
 	ReasonSuspended         = "Suspended"
 	ReasonAccessoryNotFound = "AccessoryNotFound"
 	ReasonPending           = "Pending"
+	// ReasonNotActedOn is the reason of the FieldsNotActedOn condition.
+	ReasonNotActedOn = "NotActedOn"
 )
 
 // Labels the controller puts on what it creates on hosts. Users may not set labels under this
@@ -44,8 +51,10 @@ const (
 	ManagerName     = "kamal-operator"
 )
 
-// ServerSelector picks Servers in the object's namespace: by name or by label, exactly one.
+// ServerSelector picks Servers in the object's namespace: by name or by label, exactly one. An
+// empty selector is refused: it would match every Server of the namespace.
 // +kubebuilder:validation:XValidation:rule="has(self.names) != has(self.selector)",message="set exactly one of servers.names or servers.selector"
+// +kubebuilder:validation:XValidation:rule="!has(self.selector) || (has(self.selector.matchLabels) && size(self.selector.matchLabels) > 0) || (has(self.selector.matchExpressions) && size(self.selector.matchExpressions) > 0)",message="servers.selector is empty and would match every Server of the namespace: use servers.names, or select by labels with matchLabels or matchExpressions"
 type ServerSelector struct {
 	// Names of Servers in the same namespace.
 	// +optional
@@ -56,7 +65,8 @@ type ServerSelector struct {
 	// +kubebuilder:validation:items:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
 	Names []string `json:"names,omitempty"`
 
-	// Selector matches Servers of the same namespace by their labels.
+	// Selector matches Servers of the same namespace by their labels; it needs at least one
+	// matchLabels entry or matchExpressions term.
 	// +optional
 	Selector *metav1.LabelSelector `json:"selector,omitempty"`
 }
@@ -85,12 +95,16 @@ type EnvVar struct {
 // EnvVarSource names one key of a Secret or a ConfigMap in the same namespace.
 // +kubebuilder:validation:XValidation:rule="has(self.secretKeyRef) != has(self.configMapKeyRef)",message="set exactly one of secretKeyRef or configMapKeyRef"
 type EnvVarSource struct {
-	// SecretKeyRef selects a key of a Secret.
+	// SecretKeyRef selects a key of a Secret; name and key must not be empty.
 	// +optional
+	// +kubebuilder:validation:XValidation:rule="has(self.name) && size(self.name) > 0",message="secretKeyRef.name must not be empty"
+	// +kubebuilder:validation:XValidation:rule="size(self.key) > 0",message="secretKeyRef.key must not be empty"
 	SecretKeyRef *corev1.SecretKeySelector `json:"secretKeyRef,omitempty"`
 
-	// ConfigMapKeyRef selects a key of a ConfigMap.
+	// ConfigMapKeyRef selects a key of a ConfigMap; name and key must not be empty.
 	// +optional
+	// +kubebuilder:validation:XValidation:rule="has(self.name) && size(self.name) > 0",message="configMapKeyRef.name must not be empty"
+	// +kubebuilder:validation:XValidation:rule="size(self.key) > 0",message="configMapKeyRef.key must not be empty"
 	ConfigMapKeyRef *corev1.ConfigMapKeySelector `json:"configMapKeyRef,omitempty"`
 }
 
@@ -103,12 +117,14 @@ type EnvFromSource struct {
 	// +kubebuilder:validation:Pattern=`^[-._a-zA-Z][-._a-zA-Z0-9]*$`
 	Prefix string `json:"prefix,omitempty"`
 
-	// SecretRef names a Secret.
+	// SecretRef names a Secret; the name must not be empty.
 	// +optional
+	// +kubebuilder:validation:XValidation:rule="has(self.name) && size(self.name) > 0",message="secretRef.name must not be empty"
 	SecretRef *corev1.SecretEnvSource `json:"secretRef,omitempty"`
 
-	// ConfigMapRef names a ConfigMap.
+	// ConfigMapRef names a ConfigMap; the name must not be empty.
 	// +optional
+	// +kubebuilder:validation:XValidation:rule="has(self.name) && size(self.name) > 0",message="configMapRef.name must not be empty"
 	ConfigMapRef *corev1.ConfigMapEnvSource `json:"configMapRef,omitempty"`
 }
 

@@ -25,11 +25,19 @@ const AnnotationRestartedAt = "kamal.operator.dev/restartedAt"
 // +kubebuilder:validation:XValidation:rule="self.roles.all(r, !(has(self.roles[r].proxy) && has(self.roles[r].proxy.ssl) ? self.roles[r].proxy.ssl : (has(self.proxy) && has(self.proxy.ssl) && self.proxy.ssl)) || (has(self.roles[r].proxy) && has(self.roles[r].proxy.hosts)) || (has(self.proxy) && has(self.proxy.hosts)))",message="proxy.ssl needs proxy.hosts: certificates are issued for host names"
 type DeploymentSpec struct {
 	// Image to run; its tag or digest is the version. Changing it rolls the new version out.
+	// A registry reference as Docker reads it: [registry[:port]/]repository[:tag][@sha256:digest]
+	// with a lowercase repository, a tag of at most 128 characters and a name of at most 255;
+	// a registry is recognised by a '.' or a ':port' in the first component, or as localhost.
+	// The tag latest (in any case) is refused.
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=512
-	// +kubebuilder:validation:Pattern=`^(([a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?)(\.([a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?))*(:[0-9]+)?/)?[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[a-f0-9]{64})?$`
-	// +kubebuilder:validation:XValidation:rule="self.matches(':[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$') || self.contains('@sha256:')",message="image must name a tag or a digest (e.g. app:2f3c9a1): the tag is the version"
-	// +kubebuilder:validation:XValidation:rule="!self.endsWith(':latest')",message="image tag latest names no version; use a tag per build (e.g. the git SHA) or a digest"
+	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9._:/@-]+$`
+	// +kubebuilder:validation:XValidation:rule="self.lowerAscii().matches('^((localhost|[a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?([.][a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?)+(:[0-9]+)?|[a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?:[0-9]+)/)?[a-z0-9]+(([.]|_|__|-+)[a-z0-9]+)*(/[a-z0-9]+(([.]|_|__|-+)[a-z0-9]+)*)*(:[a-zA-Z0-9_][a-zA-Z0-9_.-]*)?(@sha256:[a-f0-9]{64})?$')",message="image must be a reference [registry[:port]/]repository[:tag][@sha256:digest]: repository components are lowercase letters and digits joined by '.', '_', '__' or '-', and none is empty"
+	// +kubebuilder:validation:XValidation:rule="self.matches('^((localhost|[a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?([.][a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?)+(:[0-9]+)?|[a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?:[0-9]+)/)?[a-z0-9]+(([.]|_|__|-+)[a-z0-9]+)*(/[a-z0-9]+(([.]|_|__|-+)[a-z0-9]+)*)*(:[a-zA-Z0-9_][a-zA-Z0-9_.-]*)?(@sha256:[a-f0-9]{64})?$') || !self.lowerAscii().matches('^((localhost|[a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?([.][a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?)+(:[0-9]+)?|[a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?:[0-9]+)/)?[a-z0-9]+(([.]|_|__|-+)[a-z0-9]+)*(/[a-z0-9]+(([.]|_|__|-+)[a-z0-9]+)*)*(:[a-zA-Z0-9_][a-zA-Z0-9_.-]*)?(@sha256:[a-f0-9]{64})?$')",message="image repository must be lowercase: only the registry host and the tag may have capital letters"
+	// +kubebuilder:validation:XValidation:rule="!self.matches('^[^@]*:[A-Za-z0-9_.-]{129,}(@.*)?$')",message="image tag must be at most 128 characters"
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[^@]{0,255}(:[A-Za-z0-9_.-]*)?(@.*)?$')",message="image name (registry and repository, without the tag) must be at most 255 characters"
+	// +kubebuilder:validation:XValidation:rule="self.matches(':[A-Za-z0-9_][A-Za-z0-9_.-]*$') || self.contains('@sha256:')",message="image must name a tag or a digest (e.g. app:2f3c9a1): the tag is the version"
+	// +kubebuilder:validation:XValidation:rule="!self.lowerAscii().endsWith(':latest')",message="image tag latest names no version; use a tag per build (e.g. the git SHA) or a digest"
 	Image string `json:"image"`
 
 	// ImagePullSecrets are Secrets of type kubernetes.io/dockerconfigjson whose credentials are
@@ -38,6 +46,7 @@ type DeploymentSpec struct {
 	// +listType=map
 	// +listMapKey=name
 	// +kubebuilder:validation:MaxItems=8
+	// +kubebuilder:validation:items:XValidation:rule="has(self.name) && size(self.name) > 0",message="imagePullSecrets[].name must not be empty"
 	ImagePullSecrets []corev1.LocalObjectReference `json:"imagePullSecrets,omitempty"`
 
 	// Roles of the app, by name (e.g. web, jobs). Each runs the image on the Servers it selects.
@@ -119,6 +128,7 @@ type DeploymentSpec struct {
 	// +listType=map
 	// +listMapKey=name
 	// +kubebuilder:validation:MaxItems=32
+	// +kubebuilder:validation:items:XValidation:rule="has(self.name) && size(self.name) > 0",message="dependsOn[].name must not be empty"
 	DependsOn []corev1.LocalObjectReference `json:"dependsOn,omitempty"`
 }
 
@@ -189,11 +199,17 @@ type Proxy struct {
 	// +kubebuilder:validation:items:Pattern=`^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
 	Hosts []string `json:"hosts,omitempty"`
 
-	// PathPrefixes limit the route to these URL paths.
+	// PathPrefixes limit the route to these URL paths: each starts with '/', has at most 1024
+	// characters, no '*', '?' or '#', no whitespace or control characters, no '{' or '}' (Caddy
+	// placeholders), and '%' only as an escape of two hex digits (e.g. %2F).
 	// +optional
 	// +listType=set
 	// +kubebuilder:validation:MaxItems=32
-	// +kubebuilder:validation:items:Pattern=`^/[^\s*?#]*$`
+	// +kubebuilder:validation:items:MaxLength=1024
+	// +kubebuilder:validation:items:Pattern=`^/[^*?#]*$`
+	// +kubebuilder:validation:items:XValidation:rule="!self.matches('[\\\\p{Cc}\\\\p{Cf}\\\\p{Z}]')",message="path prefix must not contain whitespace or control characters"
+	// +kubebuilder:validation:items:XValidation:rule="!self.matches('[{}]')",message="path prefix must not contain '{' or '}': the proxy would read them as placeholders"
+	// +kubebuilder:validation:items:XValidation:rule="self.matches('^([^%]|%[0-9A-Fa-f]{2})*$')",message="path prefix has an invalid escape: '%' must be followed by two hex digits (e.g. %2F)"
 	PathPrefixes []string `json:"pathPrefixes,omitempty"`
 
 	// StripPathPrefix removes the matched prefix before the request reaches the app
@@ -215,6 +231,7 @@ type Proxy struct {
 	// SSLCertificateSecretRef names a Secret of type kubernetes.io/tls to serve instead of an
 	// automatic certificate.
 	// +optional
+	// +kubebuilder:validation:XValidation:rule="has(self.name) && size(self.name) > 0",message="sslCertificateSecretRef.name must not be empty"
 	SSLCertificateSecretRef *corev1.LocalObjectReference `json:"sslCertificateSecretRef,omitempty"`
 
 	// SSLRedirect sends HTTP requests to HTTPS when ssl is on (default true).
@@ -226,9 +243,10 @@ type Proxy struct {
 	// +optional
 	ForwardHeaders *bool `json:"forwardHeaders,omitempty"`
 
-	// ResponseTimeout is how long the app may take to answer (default 30s).
+	// ResponseTimeout is how long the app may take to answer (default 30s), at most 1h.
 	// +optional
 	// +kubebuilder:validation:XValidation:rule="duration(self) > duration('0s')",message="responseTimeout must be positive"
+	// +kubebuilder:validation:XValidation:rule="duration(self) <= duration('1h')",message="responseTimeout must be at most 1h"
 	ResponseTimeout *metav1.Duration `json:"responseTimeout,omitempty"`
 
 	// Buffering of requests and responses in the proxy.
@@ -266,17 +284,25 @@ type ProxyBuffering struct {
 
 // ProxyHealthcheck is an HTTP check of a container through the kamal network.
 type ProxyHealthcheck struct {
-	// Path requested; any 2xx answer is healthy (default /up).
+	// Path requested; any 2xx answer is healthy (default /up). It starts with '/', has at most
+	// 1024 characters, no whitespace or control characters, no '{' or '}', and '%' only as an
+	// escape of two hex digits.
 	// +optional
-	// +kubebuilder:validation:Pattern=`^/[^\s]*$`
+	// +kubebuilder:validation:MaxLength=1024
+	// +kubebuilder:validation:Pattern=`^/`
+	// +kubebuilder:validation:XValidation:rule="!self.matches('[\\\\p{Cc}\\\\p{Cf}\\\\p{Z}]')",message="healthcheck path must not contain whitespace or control characters"
+	// +kubebuilder:validation:XValidation:rule="!self.matches('[{}]')",message="healthcheck path must not contain '{' or '}': the proxy would read them as placeholders"
+	// +kubebuilder:validation:XValidation:rule="self.matches('^([^%]|%[0-9A-Fa-f]{2})*$')",message="healthcheck path has an invalid escape: '%' must be followed by two hex digits (e.g. %2F)"
 	Path string `json:"path,omitempty"`
-	// Interval between checks (default 1s).
+	// Interval between checks (default 1s), from 100ms to 1m.
 	// +optional
-	// +kubebuilder:validation:XValidation:rule="duration(self) > duration('0s')",message="healthcheck interval must be positive"
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('100ms')",message="healthcheck interval must be at least 100ms"
+	// +kubebuilder:validation:XValidation:rule="duration(self) <= duration('1m')",message="healthcheck interval must be at most 1m"
 	Interval *metav1.Duration `json:"interval,omitempty"`
-	// Timeout of one check (default 5s).
+	// Timeout of one check (default 5s), from 100ms to 1m.
 	// +optional
-	// +kubebuilder:validation:XValidation:rule="duration(self) > duration('0s')",message="healthcheck timeout must be positive"
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('100ms')",message="healthcheck timeout must be at least 100ms"
+	// +kubebuilder:validation:XValidation:rule="duration(self) <= duration('1m')",message="healthcheck timeout must be at most 1m"
 	Timeout *metav1.Duration `json:"timeout,omitempty"`
 }
 
@@ -304,36 +330,41 @@ type Rollout struct {
 	// +kubebuilder:validation:XValidation:rule="type(self) == int ? self >= 1 : self.matches('^([1-9][0-9]?|100)%$')",message="maxParallel must be a positive number or a percentage from 1% to 100%"
 	MaxParallel *intstr.IntOrString `json:"maxParallel,omitempty"`
 
-	// Wait between batches (Kamal's boot.wait).
+	// Wait between batches (Kamal's boot.wait), at most 1h.
 	// +optional
 	// +kubebuilder:default="0s"
 	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('0s')",message="wait must not be negative"
+	// +kubebuilder:validation:XValidation:rule="duration(self) <= duration('1h')",message="wait must be at most 1h"
 	Wait *metav1.Duration `json:"wait,omitempty"`
 
-	// DeployTimeout bounds how long a new container may take to become healthy.
+	// DeployTimeout bounds how long a new container may take to become healthy, at most 1h.
 	// +optional
 	// +kubebuilder:default="30s"
 	// +kubebuilder:validation:XValidation:rule="duration(self) > duration('0s')",message="deployTimeout must be positive"
+	// +kubebuilder:validation:XValidation:rule="duration(self) <= duration('1h')",message="deployTimeout must be at most 1h"
 	DeployTimeout *metav1.Duration `json:"deployTimeout,omitempty"`
 
 	// DrainTimeout is how long in-flight requests to the old container may finish after the
-	// switch.
+	// switch, at most 1h.
 	// +optional
 	// +kubebuilder:default="30s"
 	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('0s')",message="drainTimeout must not be negative"
+	// +kubebuilder:validation:XValidation:rule="duration(self) <= duration('1h')",message="drainTimeout must be at most 1h"
 	DrainTimeout *metav1.Duration `json:"drainTimeout,omitempty"`
 
 	// ReadinessDelay is how long a role without the proxy and without a container health check
-	// must keep running before it counts as ready.
+	// must keep running before it counts as ready, at most 1h.
 	// +optional
 	// +kubebuilder:default="7s"
 	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('0s')",message="readinessDelay must not be negative"
+	// +kubebuilder:validation:XValidation:rule="duration(self) <= duration('1h')",message="readinessDelay must be at most 1h"
 	ReadinessDelay *metav1.Duration `json:"readinessDelay,omitempty"`
 
-	// StopTimeout is how long a container may take to stop before it is killed.
+	// StopTimeout is how long a container may take to stop before it is killed, at most 10m.
 	// +optional
 	// +kubebuilder:default="30s"
 	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('0s')",message="stopTimeout must not be negative"
+	// +kubebuilder:validation:XValidation:rule="duration(self) <= duration('10m')",message="stopTimeout must be at most 10m"
 	StopTimeout *metav1.Duration `json:"stopTimeout,omitempty"`
 
 	// ParallelRoles boots the other roles together with the primary role instead of after it.
@@ -421,6 +452,11 @@ type DeploymentStatus struct {
 	// restartedAt annotation changes.
 	// +optional
 	FailedRevision string `json:"failedRevision,omitempty"`
+
+	// LastBatchAt is when the last batch of a rollout finished on its hosts; rollout.wait
+	// counts from it, also across a controller restart.
+	// +optional
+	LastBatchAt *metav1.Time `json:"lastBatchAt,omitempty"`
 
 	// History of images rolled out, newest first; retained ones can be rolled back to by
 	// setting spec.image.

@@ -13,6 +13,10 @@ const (
 	ConditionDockerReady = "DockerReady"
 	// ConditionProxyReady: the kamal-proxy container runs with the Server's settings.
 	ConditionProxyReady = "ProxyReady"
+	// ConditionProxyUpgrade: whether this host's proxy is being replaced (True), or why a
+	// replacement its settings call for has not happened (False: waiting its turn, held by a
+	// halted rollout, failed here, or up to date).
+	ConditionProxyUpgrade = "ProxyUpgrade"
 )
 
 // Server condition reasons.
@@ -27,6 +31,13 @@ const (
 	ReasonProxyRunning      = "ProxyRunning"
 	ReasonProxyFailed       = "ProxyFailed"
 	ReasonProxyDisabled     = "ProxyDisabled"
+
+	// Proxy rollout reasons, on ProxyUpgrade and (but for the last) on Ready.
+	ReasonProxyUpgrading      = "ProxyUpgrading"
+	ReasonProxyUpgradeWaiting = "ProxyUpgradeWaiting"
+	ReasonProxyUpgradeHeld    = "ProxyUpgradeHeld"
+	ReasonProxyUpgradeFailed  = "ProxyUpgradeFailed"
+	ReasonProxyUpToDate       = "ProxyUpToDate"
 )
 
 // HostKeyPolicy says how the SSH host key of a Server is verified. It is always verified.
@@ -79,6 +90,7 @@ type ServerSpec struct {
 
 	// SSHKeySecretRef names a Secret of type kubernetes.io/ssh-auth whose key ssh-privatekey
 	// holds the private key.
+	// +kubebuilder:validation:XValidation:rule="has(self.name) && size(self.name) > 0",message="sshKeySecretRef.name must not be empty"
 	SSHKeySecretRef corev1.LocalObjectReference `json:"sshKeySecretRef"`
 
 	// KnownHosts are the host's accepted public keys in authorized_keys form
@@ -100,12 +112,22 @@ type ServerSpec struct {
 	// +optional
 	JumpHost *JumpHost `json:"jumpHost,omitempty"`
 
-	// KeepAliveInterval between SSH keepalive requests; a connection that misses them is
-	// reopened.
+	// KeepAliveInterval between SSH keepalive requests. A host that leaves keepAliveCountMax
+	// of them in a row unanswered is reported unreachable and redialled: with the defaults
+	// (3s, 3) within about 12 s. From 1s to 10m.
 	// +optional
-	// +kubebuilder:default="30s"
+	// +kubebuilder:default="3s"
 	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s')",message="keepAliveInterval must be at least 1s"
+	// +kubebuilder:validation:XValidation:rule="duration(self) <= duration('10m')",message="keepAliveInterval must be at most 10m"
 	KeepAliveInterval *metav1.Duration `json:"keepAliveInterval,omitempty"`
+
+	// KeepAliveCountMax is how many keepalive requests in a row may go unanswered before the
+	// connection counts as lost.
+	// +optional
+	// +kubebuilder:default=3
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=10
+	KeepAliveCountMax int32 `json:"keepAliveCountMax,omitempty"`
 
 	// Docker is how the Docker engine is reached on the host.
 	// +optional
@@ -125,7 +147,9 @@ type ServerSpec struct {
 type JumpHost struct {
 	// ServerName is another Server of the same namespace.
 	// +optional
+	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
 	ServerName string `json:"serverName,omitempty"`
 
 	// Address of the jump host.
@@ -142,11 +166,13 @@ type JumpHost struct {
 
 	// User on the jump host (default: the Server's user).
 	// +optional
+	// +kubebuilder:validation:MaxLength=32
 	// +kubebuilder:validation:Pattern=`^[a-z_][-a-z0-9_.]*$`
 	User string `json:"user,omitempty"`
 
 	// SSHKeySecretRef for the jump host (default: the Server's key).
 	// +optional
+	// +kubebuilder:validation:XValidation:rule="has(self.name) && size(self.name) > 0",message="jumpHost.sshKeySecretRef.name must not be empty"
 	SSHKeySecretRef *corev1.LocalObjectReference `json:"sshKeySecretRef,omitempty"`
 
 	// KnownHosts of the jump host, in authorized_keys form.
@@ -184,10 +210,15 @@ type ServerProxy struct {
 	// +kubebuilder:default=true
 	Enabled *bool `json:"enabled,omitempty"`
 
-	// Image of the proxy (a Caddy build); empty means the controller's default.
+	// Image of the proxy (a Caddy build); empty means the controller's default. The same
+	// reference grammar as a Deployment's image; a tag is not required.
 	// +optional
 	// +kubebuilder:validation:MaxLength=512
-	// +kubebuilder:validation:Pattern=`^[a-z0-9]+([._-][a-z0-9]+)*(:[0-9]+)?(/[a-z0-9]+([._-]+[a-z0-9]+)*)*(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[a-f0-9]{64})?$`
+	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9._:/@-]+$`
+	// +kubebuilder:validation:XValidation:rule="self.lowerAscii().matches('^((localhost|[a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?([.][a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?)+(:[0-9]+)?|[a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?:[0-9]+)/)?[a-z0-9]+(([.]|_|__|-+)[a-z0-9]+)*(/[a-z0-9]+(([.]|_|__|-+)[a-z0-9]+)*)*(:[a-zA-Z0-9_][a-zA-Z0-9_.-]*)?(@sha256:[a-f0-9]{64})?$')",message="image must be a reference [registry[:port]/]repository[:tag][@sha256:digest]: repository components are lowercase letters and digits joined by '.', '_', '__' or '-', and none is empty"
+	// +kubebuilder:validation:XValidation:rule="self.matches('^((localhost|[a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?([.][a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?)+(:[0-9]+)?|[a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?:[0-9]+)/)?[a-z0-9]+(([.]|_|__|-+)[a-z0-9]+)*(/[a-z0-9]+(([.]|_|__|-+)[a-z0-9]+)*)*(:[a-zA-Z0-9_][a-zA-Z0-9_.-]*)?(@sha256:[a-f0-9]{64})?$') || !self.lowerAscii().matches('^((localhost|[a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?([.][a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?)+(:[0-9]+)?|[a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?:[0-9]+)/)?[a-z0-9]+(([.]|_|__|-+)[a-z0-9]+)*(/[a-z0-9]+(([.]|_|__|-+)[a-z0-9]+)*)*(:[a-zA-Z0-9_][a-zA-Z0-9_.-]*)?(@sha256:[a-f0-9]{64})?$')",message="image repository must be lowercase: only the registry host and the tag may have capital letters"
+	// +kubebuilder:validation:XValidation:rule="!self.matches('^[^@]*:[A-Za-z0-9_.-]{129,}(@.*)?$')",message="image tag must be at most 128 characters"
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[^@]{0,255}(:[A-Za-z0-9_.-]*)?(@.*)?$')",message="image name (registry and repository, without the tag) must be at most 255 characters"
 	Image string `json:"image,omitempty"`
 
 	// HTTPPort published on the host for HTTP.
@@ -266,6 +297,17 @@ type ServerStatus struct {
 	// ProxyImage is the image of the running kamal-proxy container.
 	// +optional
 	ProxyImage string `json:"proxyImage,omitempty"`
+
+	// ProxyHash identifies the settings (image included) of the running kamal-proxy
+	// container. The controller rolls proxy changes host by host from it.
+	// +optional
+	ProxyHash string `json:"proxyHash,omitempty"`
+
+	// ProxyFailedHash identifies the proxy settings whose replacement failed on this host. While
+	// the host's settings still hash to it, the proxy rollout is halted on every Server; a
+	// change of the proxy image or settings retries.
+	// +optional
+	ProxyFailedHash string `json:"proxyFailedHash,omitempty"`
 }
 
 // Server is a Docker host reached over SSH: Kamal's entry in `servers:`.

@@ -523,6 +523,10 @@ func (in *DeploymentStatus) DeepCopyInto(out *DeploymentStatus) {
 		*out = make([]TargetStatus, len(*in))
 		copy(*out, *in)
 	}
+	if in.LastBatchAt != nil {
+		in, out := &in.LastBatchAt, &out.LastBatchAt
+		*out = (*in).DeepCopy()
+	}
 	if in.History != nil {
 		in, out := &in.History, &out.History
 		*out = make([]DeployedImage, len(*in))

@@ -232,8 +232,11 @@ func hostsMatch(ds *demoState, st *hosts.EnvStatus) bool {
 }
 
 // buildManager builds bin/manager. The go command skips the link when the binary is up to date,
-// and otherwise replaces the file (a running controller keeps its own).
-func buildManager(ctx context.Context, p paths) error {
+// and otherwise replaces the file (a running controller keeps its own). A build that takes more
+// than a few seconds (an empty Go cache) says so, and every images.ProgressEvery how long it takes.
+func buildManager(ctx context.Context, p paths, u *ui) error {
+	pr := images.StartProgress(u.info, "building the controller (go build -o bin/manager ./cmd)", 5*time.Second)
+	defer pr.Stop()
 	cmd := exec.CommandContext(ctx, goTool(), "build", "-o", p.manager, "./cmd")
 	cmd.Dir = p.root
 	if out, err := cmd.CombinedOutput(); err != nil {
@@ -245,7 +248,7 @@ func buildManager(ctx context.Context, p paths) error {
 // refreshManager rebuilds bin/manager and restarts the running controller when it changed.
 func refreshManager(ctx context.Context, p paths, u *ui) error {
 	t := time.Now()
-	if err := buildManager(ctx, p); err != nil {
+	if err := buildManager(ctx, p, u); err != nil {
 		return err
 	}
 	var st supState
@@ -384,7 +387,7 @@ func freshStart(ctx context.Context, p paths, o upOpts, u *ui, assets string) (*
 	}()
 	buildDone := make(chan error, 1)
 	go func() {
-		err := buildManager(ctx, p)
+		err := buildManager(ctx, p, u)
 		if err == nil {
 			u.done(t0, "controller built: %s", rel(p, p.manager))
 		}

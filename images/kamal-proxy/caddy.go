@@ -38,6 +38,8 @@ func sharedTable() (*Table, error) {
 //	PUT    /kamal/routes/<id>    body {"upstream": "<host:port>"}: switch the route
 //	DELETE /kamal/routes/<id>
 //	GET    /kamal/inflight       requests in flight per upstream: {"<host:port>": n}
+//	POST   /kamal/probe          body {"upstream", "path", "timeout"}: GET path on upstream
+//	                             from the proxy; answers {"status": n} or {"error": "…"}
 type Admin struct{}
 
 // CaddyModule returns the Caddy module information.
@@ -51,6 +53,7 @@ func (Admin) Routes() []caddy.AdminRoute {
 		{Pattern: "/kamal/routes", Handler: caddy.AdminHandlerFunc(serveRoutes)},
 		{Pattern: "/kamal/routes/", Handler: caddy.AdminHandlerFunc(serveRoutes)},
 		{Pattern: "/kamal/inflight", Handler: caddy.AdminHandlerFunc(serveInFlight)},
+		{Pattern: "/kamal/probe", Handler: caddy.AdminHandlerFunc(serveProbe)},
 	}
 }
 

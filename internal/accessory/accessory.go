@@ -20,7 +20,6 @@ import (
 
 	kamalv1 "github.com/kamal-operator/kamal-operator/api/v1alpha1"
 	"github.com/kamal-operator/kamal-operator/internal/docker"
-	"github.com/kamal-operator/kamal-operator/internal/spechash"
 )
 
 // Network the accessory joins, where apps reach it by its container name.
@@ -47,7 +46,9 @@ type File struct {
 	Content []byte `json:"content"`
 }
 
-// Spec is everything that shapes an accessory's container, resolved.
+// Spec is everything that shapes an accessory's container, resolved. Its spec hash covers the
+// fields that define the container, through hashInputV1 (hash.go): a field added here is not
+// in the hash until it is added there, under the rule written there.
 type Spec struct {
 	Namespace     string
 	Name          string
@@ -64,10 +65,6 @@ type Spec struct {
 	Options     *kamalv1.ContainerOptions
 	Logging     *kamalv1.Logging
 }
-
-// Hash identifies everything that shapes the container, keyed with key (the Accessory's UID),
-// so a host user reading the label cannot test guesses of secret values against it.
-func (s *Spec) Hash(key string) string { return spechash.Of(key, s) }
 
 // Folder is this accessory's own folder on a host.
 func (s *Spec) Folder() string { return Folder(s.Namespace, s.Name) }

@@ -113,6 +113,15 @@ func (f *Fleet) Cached(key string) *Host {
 	return nil
 }
 
+// Lost reports whether key had a connection that has died (keepalives unanswered, the host
+// closed it) and no new one replaced it yet.
+func (f *Fleet) Lost(key string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	h := f.hosts[key]
+	return h != nil && !h.Conn.Alive()
+}
+
 // Forget drops key's host and closes its connection.
 func (f *Fleet) Forget(key string) {
 	f.mu.Lock()

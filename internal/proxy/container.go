@@ -164,25 +164,23 @@ func (s Settings) CreateOptions() (client.ContainerCreateOptions, error) {
 type Action string
 
 const (
-	ActionNone     Action = ""
-	ActionCreated  Action = "Created"
-	ActionStarted  Action = "Started"
+	ActionNone    Action = ""
+	ActionCreated Action = "Created"
+	ActionStarted Action = "Started"
+	// ActionUpgraded is a replacement by Replace.
 	ActionUpgraded Action = "Upgraded"
 )
 
-// Ensure makes the host run the proxy with settings s on the kamal network. An upgrade pulls
-// the new image first, so the gap is one stop and one start; routes survive in the config
-// volume.
+// Ensure makes the host run a proxy on the kamal network: it creates one with settings s when
+// the host has none, and starts a stopped one. It never replaces a proxy of other settings
+// (ActionNone, with Observe telling the hashes apart): Replace does that, keeping the old one
+// until the new one works, and the controller decides when.
 func Ensure(ctx context.Context, cli *client.Client, s Settings) (Action, error) {
 	if err := docker.EnsureNetwork(ctx, cli, Network); err != nil {
 		return ActionNone, err
 	}
 	cur, err := cli.ContainerInspect(ctx, ContainerName, client.ContainerInspectOptions{})
-	exists := err == nil
-	if err != nil && !docker.IsNotFound(err) {
-		return ActionNone, err
-	}
-	if exists && cur.Container.Config != nil && cur.Container.Config.Labels[kamalv1.LabelSpecHash] == s.Hash() {
+	if err == nil {
 		if cur.Container.State != nil && cur.Container.State.Running {
 			return ActionNone, nil
 		}
@@ -191,19 +189,11 @@ func Ensure(ctx context.Context, cli *client.Client, s Settings) (Action, error)
 		}
 		return ActionStarted, nil
 	}
-	if _, err := docker.EnsureImage(ctx, cli, s.Image, ""); err != nil {
+	if !docker.IsNotFound(err) {
 		return ActionNone, err
 	}
-	action := ActionCreated
-	if exists {
-		action = ActionUpgraded
-		timeout := 10
-		if _, err := cli.ContainerStop(ctx, ContainerName, client.ContainerStopOptions{Timeout: &timeout}); err != nil && !docker.IsNotFound(err) {
-			return ActionNone, fmt.Errorf("stopping old %s: %w", ContainerName, err)
-		}
-		if _, err := cli.ContainerRemove(ctx, ContainerName, client.ContainerRemoveOptions{Force: true}); err != nil && !docker.IsNotFound(err) {
-			return ActionNone, fmt.Errorf("removing old %s: %w", ContainerName, err)
-		}
+	if _, err := docker.EnsureImage(ctx, cli, s.Image, ""); err != nil {
+		return ActionNone, err
 	}
 	opts, err := s.CreateOptions()
 	if err != nil {
@@ -218,7 +208,7 @@ func Ensure(ctx context.Context, cli *client.Client, s Settings) (Action, error)
 	if err != nil {
 		return ActionNone, err
 	}
-	return action, nil
+	return ActionCreated, nil
 }
 
 const migrateSysctl = "net.ipv4.tcp_migrate_req"
@@ -238,12 +228,14 @@ func createAndStart(ctx context.Context, cli *client.Client, opts client.Contain
 	return nil
 }
 
-// Remove stops and removes the proxy container; its config volume stays, so a later proxy
-// resumes the same routes.
+// Remove stops and removes the proxy container (and one set aside by an unfinished
+// replacement); its config volume stays, so a later proxy resumes the same routes.
 func Remove(ctx context.Context, cli *client.Client) error {
-	_, err := cli.ContainerRemove(ctx, ContainerName, client.ContainerRemoveOptions{Force: true})
-	if err != nil && !docker.IsNotFound(err) {
-		return err
+	for _, name := range []string{ContainerName, AsideName} {
+		_, err := cli.ContainerRemove(ctx, name, client.ContainerRemoveOptions{Force: true})
+		if err != nil && !docker.IsNotFound(err) {
+			return err
+		}
 	}
 	return nil
 }

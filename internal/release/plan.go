@@ -26,13 +26,14 @@ type Plan struct {
 	Prune []Observed
 	// Converged: Desired runs, the route (for a proxied role) points at it, nothing old runs.
 	Converged bool
-	// NameTaken says another container holds the plain `<deployment>-<role>-<version>` name.
+	// NameTaken says another container holds the role's name without the hash
+	// (Role.ContainerName(hash, false)), so the new one takes the name with it.
 	NameTaken bool
 }
 
 // PlanTarget decides what one host needs for one role. routedTo is the container the proxy
 // route sends to ("" for a role without the proxy); baseName is the role's container name
-// for the desired version without a hash suffix.
+// for the desired version, not taken (Role.ContainerName(hash, false)).
 func PlanTarget(hash, baseName string, observed []Observed, proxied bool, routedTo string, retain int) Plan {
 	var p Plan
 	var stopped []Observed
@@ -42,7 +43,9 @@ func PlanTarget(hash, baseName string, observed []Observed, proxied bool, routed
 			p.NameTaken = true
 		}
 		switch {
-		case o.Hash == hash && (p.Desired == nil || o.Running && !p.Desired.Running):
+		case o.Hash == hash && (!proxied || ValidDNSLabel(o.Name)) && (p.Desired == nil || o.Running && !p.Desired.Running):
+			// A proxied container whose name is no DNS label (made before names were kept
+			// to 63 characters) cannot be reached by the proxy: it is replaced, not kept.
 			if p.Desired != nil && !p.Desired.Running {
 				stopped = append(stopped, *p.Desired)
 			}

@@ -4,7 +4,6 @@
 package release
 
 import (
-	"regexp"
 	"sort"
 	"strings"
 
@@ -14,7 +13,6 @@ import (
 
 	kamalv1 "github.com/kamal-operator/kamal-operator/api/v1alpha1"
 	"github.com/kamal-operator/kamal-operator/internal/docker"
-	"github.com/kamal-operator/kamal-operator/internal/spechash"
 )
 
 // Network every app container joins, where the proxy reaches it by name.
@@ -37,13 +35,18 @@ func Version(image string) string {
 	return "latest"
 }
 
-// Role is everything that shapes one role's containers, resolved: env values are final.
+// Role is everything that shapes one role's containers, resolved: env values are final. Its
+// spec hash covers the fields that define the container, through hashInputV1 (hash.go): a
+// field added here is not in the hash until it is added there, under the rule written there.
 type Role struct {
 	Namespace  string
 	Deployment string
-	Name       string
-	Image      string
-	Cmd        []string
+	// UID of the Deployment: it keeps long container names apart across objects. Not hashed
+	// (the hash is keyed with it).
+	UID   string
+	Name  string
+	Image string
+	Cmd   []string
 	// Env in order, "NAME=value"; secret values included. Never logged.
 	Env     []string
 	Labels  map[string]string
@@ -52,7 +55,7 @@ type Role struct {
 	Logging *kamalv1.Logging
 	// Proxy is the effective proxy of the role; nil when it has none. It shapes the route,
 	// not the container, so it is not in the hash: a change rewrites the route in place.
-	Proxy *Proxy `json:"-"`
+	Proxy *Proxy
 	// Restart is the restartedAt annotation: a new value rolls the same version again.
 	Restart string
 }
@@ -60,20 +63,10 @@ type Role struct {
 // Version of the role's image.
 func (r *Role) Version() string { return Version(r.Image) }
 
-// Hash identifies everything that shapes the container, keyed with key (the Deployment's
-// UID), so a host user reading the label cannot test guesses of secret values against it.
-func (r *Role) Hash(key string) string { return spechash.Of(key, r) }
-
-var nameUnsafe = regexp.MustCompile(`[^a-zA-Z0-9_.-]`)
-
-// ContainerName is `<deployment>-<role>-<version>`; a second container of the same version
-// (other env, a restart) adds the first 8 digits of its hash.
+// ContainerName is the role's container name on a host for the spec hash hash; taken says
+// another container holds the name without the hash (Plan.NameTaken). See ContainerNameFor.
 func (r *Role) ContainerName(hash string, taken bool) string {
-	n := r.Deployment + "-" + r.Name + "-" + nameUnsafe.ReplaceAllString(r.Version(), "_")
-	if taken {
-		n += "-" + hash[:8]
-	}
-	return n
+	return ContainerNameFor(r.Namespace, r.UID, r.Deployment, r.Name, r.Version(), hash, taken)
 }
 
 // Labels identifies a container of the role on a host; the controller finds everything it

@@ -180,3 +180,18 @@ func mustJSON(v any) string {
 	b, _ := json.Marshal(v)
 	return string(b)
 }
+
+// A running container of today's hash whose name the proxy cannot resolve (64 characters, made
+// before names were kept to a DNS label) is replaced for a proxied role and kept otherwise.
+func TestPlanTargetReplacesAnUnreachableName(t *testing.T) {
+	long := "storefront-billings-web-3f9c2b7e1d4a8f6c0b5e9d2a7c4f1e8b6d3a0c5f" // 64 characters
+	obs := []Observed{{ID: "1", Name: long, Hash: "h", Running: true}}
+	p := PlanTarget("h", "storefront-billings-web-3f9c2b7e1d4a-1234abcd", obs, true, long, 5)
+	if p.Desired != nil || p.Converged || len(p.Old) != 1 {
+		t.Fatalf("proxied: plan %+v, want the container replaced (old, no desired)", p)
+	}
+	p = PlanTarget("h", "storefront-billings-web-3f9c2b7e1d4a-1234abcd", obs, false, "", 5)
+	if p.Desired == nil || !p.Converged {
+		t.Fatalf("not proxied: plan %+v, want the running container kept", p)
+	}
+}

@@ -6,6 +6,7 @@ package remote
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -22,20 +23,24 @@ type Target struct {
 	Port    int
 	User    string
 	Signer  ssh.Signer
-	// HostKeys are the accepted keys. Empty with TrustOnFirstUse accepts the first key seen.
+	// HostKeys are the accepted keys; only their types are asked for (HostKeyAlgorithms).
+	// Empty with TrustOnFirstUse accepts the first key seen, ed25519 preferred.
 	HostKeys        []ssh.PublicKey
 	TrustOnFirstUse bool
 	// Jump, when set, is dialled first and the connection to this Target goes through it.
 	Jump *Target
-	// KeepAlive is the interval of keepalive requests (default 30s).
-	KeepAlive time.Duration
+	// KeepAlive is the interval of keepalive requests (default DefaultKeepAlive), and
+	// KeepAliveCountMax how many may go unanswered in a row before the connection is closed
+	// (default DefaultKeepAliveCountMax).
+	KeepAlive         time.Duration
+	KeepAliveCountMax int
 }
 
 func (t *Target) addr() string { return net.JoinHostPort(t.Address, strconv.Itoa(t.Port)) }
 
 // fingerprint identifies a Target's settings; a changed Target gets a new connection.
 func (t *Target) fingerprint() string {
-	s := fmt.Sprintf("%s@%s|%v|%s", t.User, t.addr(), t.TrustOnFirstUse, t.KeepAlive)
+	s := fmt.Sprintf("%s@%s|%v|%s|%d", t.User, t.addr(), t.TrustOnFirstUse, t.KeepAlive, t.KeepAliveCountMax)
 	if t.Signer != nil {
 		s += "|" + ssh.FingerprintSHA256(t.Signer.PublicKey())
 	}
@@ -83,24 +88,80 @@ func (c *Conn) Close() error {
 	return err
 }
 
-// Dial opens a connection to t, verifying host keys, within ctx.
-func Dial(ctx context.Context, t *Target) (*Conn, error) {
-	var jump *Conn
-	var raw net.Conn
-	var err error
-	if t.Jump != nil {
-		if jump, err = Dial(ctx, t.Jump); err != nil {
-			return nil, fmt.Errorf("jump host %s: %w", t.Jump.addr(), err)
-		}
-		raw, err = jump.DialTCP(ctx, t.addr())
-	} else {
+// dialRaw opens the TCP stream to t: directly, or from its jump host (dialled and verified
+// first). The jump connection, when there is one, must be closed with the stream.
+func dialRaw(ctx context.Context, t *Target) (net.Conn, *Conn, error) {
+	if t.Jump == nil {
 		var d net.Dialer
-		raw, err = d.DialContext(ctx, "tcp", t.addr())
+		raw, err := d.DialContext(ctx, "tcp", t.addr())
+		return raw, nil, err
 	}
+	jump, err := Dial(ctx, t.Jump)
 	if err != nil {
+		return nil, nil, fmt.Errorf("jump host %s: %w", t.Jump.addr(), err)
+	}
+	raw, err := jump.DialTCP(ctx, t.addr())
+	if err != nil {
+		_ = jump.Close()
+		return nil, nil, err
+	}
+	return raw, jump, nil
+}
+
+// handshake runs the SSH handshake of cfg on raw within ctx: the handshake does not watch ctx
+// itself, so the socket is closed when ctx ends first.
+func handshake(ctx context.Context, raw net.Conn, addr string, cfg *ssh.ClientConfig) (ssh.Conn, <-chan ssh.NewChannel, <-chan *ssh.Request, error) {
+	if dl, ok := ctx.Deadline(); ok {
+		_ = raw.SetDeadline(dl)
+		cfg.Timeout = time.Until(dl)
+	}
+	stop := context.AfterFunc(ctx, func() { _ = raw.Close() })
+	defer stop()
+	return ssh.NewClientConn(raw, addr, cfg)
+}
+
+// errScanned ends a handshake as soon as the host has shown its key.
+var errScanned = errors.New("host key scanned")
+
+// ScanHostKey learns the key a host presents, as ssh-keyscan does: the key exchange runs (the
+// host proves it holds the key) and the connection is closed before authentication, so
+// nothing is sent to an unverified host. It asks for ed25519 first (HostKeyAlgorithms with no
+// keys); t's HostKeys and TrustOnFirstUse are ignored. A jump host is dialled and verified as
+// usual.
+func ScanHostKey(ctx context.Context, t *Target) (ssh.PublicKey, error) {
+	raw, jump, err := dialRaw(ctx, t)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		_ = raw.Close()
 		if jump != nil {
 			_ = jump.Close()
 		}
+	}()
+	var seen ssh.PublicKey
+	cfg := &ssh.ClientConfig{
+		User: t.User,
+		HostKeyCallback: func(_ string, _ net.Addr, key ssh.PublicKey) error {
+			seen = key
+			return errScanned
+		},
+		HostKeyAlgorithms: HostKeyAlgorithms(nil),
+	}
+	_, _, _, err = handshake(ctx, raw, t.addr(), cfg)
+	if seen != nil {
+		return seen, nil
+	}
+	if ctx.Err() != nil {
+		return nil, fmt.Errorf("ssh %s: %w", t.addr(), ctx.Err())
+	}
+	return nil, fmt.Errorf("ssh %s: %w", t.addr(), err)
+}
+
+// Dial opens a connection to t, verifying host keys, within ctx.
+func Dial(ctx context.Context, t *Target) (*Conn, error) {
+	raw, jump, err := dialRaw(ctx, t)
+	if err != nil {
 		return nil, err
 	}
 	var seen ssh.PublicKey
@@ -108,19 +169,18 @@ func Dial(ctx context.Context, t *Target) (*Conn, error) {
 		User:            t.User,
 		Auth:            []ssh.AuthMethod{ssh.PublicKeys(t.Signer)},
 		HostKeyCallback: hostKeyCallback(t.HostKeys, t.TrustOnFirstUse, &seen),
+		// Ask for the pinned keys' types: left to x/crypto's default preference, a host with
+		// several keys would present its ecdsa key even when its ed25519 key is the pinned one.
+		HostKeyAlgorithms: HostKeyAlgorithms(t.HostKeys),
 	}
-	if dl, ok := ctx.Deadline(); ok {
-		_ = raw.SetDeadline(dl)
-		cfg.Timeout = time.Until(dl)
-	}
-	// The handshake does not watch ctx itself: close the socket when ctx ends first.
-	stop := context.AfterFunc(ctx, func() { _ = raw.Close() })
-	sc, chans, reqs, err := ssh.NewClientConn(raw, t.addr(), cfg)
-	stop()
+	sc, chans, reqs, err := handshake(ctx, raw, t.addr(), cfg)
 	if err != nil {
 		_ = raw.Close()
 		if jump != nil {
 			_ = jump.Close()
+		}
+		if len(t.HostKeys) > 0 {
+			err = noAcceptedKeyType(t.addr(), err)
 		}
 		if ctx.Err() != nil && !IsHostKeyMismatch(err) {
 			return nil, fmt.Errorf("ssh %s: %w", t.addr(), ctx.Err())
@@ -133,40 +193,55 @@ func Dial(ctx context.Context, t *Target) (*Conn, error) {
 		_ = c.client.Wait()
 		c.once.Do(func() { close(c.done) })
 	}()
-	go c.keepAlive(t.KeepAlive)
+	go c.keepAlive(t.KeepAlive, t.KeepAliveCountMax)
 	return c, nil
 }
 
-// keepAlive closes the connection when the host stops answering keepalive requests, so the
-// next operation redials instead of hanging.
-func (c *Conn) keepAlive(every time.Duration) {
+// Keepalive defaults: a host that stops answering is noticed within about
+// (DefaultKeepAliveCountMax+1) × DefaultKeepAlive, 12 s.
+const (
+	DefaultKeepAlive         = 3 * time.Second
+	DefaultKeepAliveCountMax = 3
+)
+
+// keepAlive sends a keepalive request every interval and closes the connection when
+// countMax intervals in a row pass without an answer (ssh's ServerAliveInterval and
+// ServerAliveCountMax), so the controller learns of a lost host in seconds and the next
+// operation redials instead of hanging.
+func (c *Conn) keepAlive(every time.Duration, countMax int) {
 	if every <= 0 {
-		every = 30 * time.Second
+		every = DefaultKeepAlive
+	}
+	if countMax <= 0 {
+		countMax = DefaultKeepAliveCountMax
 	}
 	t := time.NewTicker(every)
 	defer t.Stop()
+	answered := make(chan error, 1)
+	pending, missed := false, 0
 	for {
 		select {
 		case <-c.done:
 			return
-		case <-t.C:
-		}
-		answered := make(chan error, 1)
-		go func() {
-			_, _, err := c.client.SendRequest("keepalive@openssh.com", true, nil)
-			answered <- err
-		}()
-		select {
 		case err := <-answered:
+			pending, missed = false, 0
 			if err != nil {
 				_ = c.Close()
 				return
 			}
-		case <-time.After(every):
-			_ = c.Close()
-			return
-		case <-c.done:
-			return
+		case <-t.C:
+			if pending {
+				if missed++; missed >= countMax {
+					_ = c.Close()
+					return
+				}
+				continue
+			}
+			pending = true
+			go func() {
+				_, _, err := c.client.SendRequest("keepalive@openssh.com", true, nil)
+				answered <- err
+			}()
 		}
 	}
 }

@@ -118,15 +118,22 @@ func TestControllerKilledMidRolloutResumes(t *testing.T) {
 	}
 }
 
-func TestUnreachableHostMidRolloutConvergesLater(t *testing.T) {
+// midRollout deploys app v1 on web-1..3 and starts a slow rollout to v2, returning once web-1,
+// the first batch, serves v2.
+func midRollout(t *testing.T) (string, *kamalv1.Deployment) {
+	t.Helper()
 	ns := fleetNS(t)
 	d := appDeployment(ns, "app", "v1")
 	slowRollout(d, 2*time.Second)
 	createDeployment(t, d)
 	waitDeployed(t, d)
-
 	update(t, d, func(d *kamalv1.Deployment) { d.Spec.Image = env.Image("sampleapp:v2") })
 	waitFirstHostOn(t, "v2")
+	return ns, d
+}
+
+func TestUnreachableHostMidRolloutConvergesLater(t *testing.T) {
+	_, d := midRollout(t)
 	third := env.Host(hostThird)
 	ctx := context.Background()
 	if err := third.StopSSHD(ctx); err != nil {

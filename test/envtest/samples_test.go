@@ -2,11 +2,15 @@ package envtest
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/yaml"
@@ -51,7 +55,7 @@ func TestSamplesAreAcceptedWithDefaults(t *testing.T) {
 	if srv.Spec.HostKeyPolicy != kamalv1.HostKeyPinned || srv.Spec.Docker.SocketPath != "/var/run/docker.sock" ||
 		srv.Spec.Docker.Bootstrap != kamalv1.DockerBootstrapNever || srv.Spec.Proxy.HTTPPort != 80 ||
 		srv.Spec.Proxy.HTTPSPort != 443 || srv.Spec.Proxy.Enabled == nil || !*srv.Spec.Proxy.Enabled ||
-		srv.Spec.KeepAliveInterval == nil || srv.Spec.KeepAliveInterval.Duration.String() != "30s" {
+		srv.Spec.KeepAliveInterval == nil || srv.Spec.KeepAliveInterval.Duration.String() != "3s" || srv.Spec.KeepAliveCountMax != 3 {
 		t.Errorf("Server defaults not applied: %+v", srv.Spec)
 	}
 
@@ -82,21 +86,43 @@ func TestSamplesAreAcceptedWithDefaults(t *testing.T) {
 }
 
 // A new object reads as in progress to kstatus until the controller has observed it: its
-// status.observedGeneration starts at -1.
+// status.observedGeneration starts at -1 (the object the API server answers the create with,
+// before any controller wrote its status).
 func TestNewObjectStatusStartsUnobserved(t *testing.T) {
 	ns := newNamespace(t)
 	ctx := context.Background()
-	// Suspended, so the controller leaves its status alone.
 	d := validDeployment(ns)
 	d.Spec.Suspend = true
 	if err := k8s.Create(ctx, d); err != nil {
 		t.Fatal(err)
 	}
-	var got kamalv1.Deployment
-	if err := k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: d.Name}, &got); err != nil {
+	if d.Status.ObservedGeneration != -1 {
+		t.Errorf("status.observedGeneration = %d, want -1", d.Status.ObservedGeneration)
+	}
+}
+
+// A suspended Deployment says so in status for its current generation, instead of keeping the
+// status of a spec it no longer has.
+func TestSuspendedDeploymentSaysSo(t *testing.T) {
+	ns := newNamespace(t)
+	ctx := context.Background()
+	d := validDeployment(ns)
+	d.Spec.Suspend = true
+	if err := k8s.Create(ctx, d); err != nil {
 		t.Fatal(err)
 	}
-	if got.Status.ObservedGeneration != -1 {
-		t.Errorf("status.observedGeneration = %d, want -1", got.Status.ObservedGeneration)
-	}
+	eventually(t, 30*time.Second, func() error {
+		var got kamalv1.Deployment
+		if err := k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: d.Name}, &got); err != nil {
+			return err
+		}
+		c := meta.FindStatusCondition(got.Status.Conditions, kamalv1.ConditionReady)
+		if got.Status.ObservedGeneration != got.Generation || c == nil || c.Status != metav1.ConditionUnknown || c.Reason != kamalv1.ReasonSuspended {
+			return fmt.Errorf("observedGeneration %d of %d, Ready %+v", got.Status.ObservedGeneration, got.Generation, c)
+		}
+		if meta.FindStatusCondition(got.Status.Conditions, kamalv1.ConditionReconciling) != nil || meta.FindStatusCondition(got.Status.Conditions, kamalv1.ConditionStalled) != nil {
+			return fmt.Errorf("Reconciling or Stalled present while suspended: %+v", got.Status.Conditions)
+		}
+		return nil
+	})
 }

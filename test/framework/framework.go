@@ -16,6 +16,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	kruntime "k8s.io/apimachinery/pkg/runtime"
@@ -115,8 +116,19 @@ type Manager struct {
 	once   sync.Once
 }
 
+// ControllerNamespace is the controllers' own namespace in the suites (it holds the known-hosts
+// store); StartManager creates it and uses it when opts name none.
+const ControllerNamespace = controllers.DefaultNamespace
+
 // StartManager runs the controllers against cp until Stop.
 func StartManager(cp *ControlPlane, opts controllers.Options) (*Manager, error) {
+	if opts.Namespace == "" {
+		opts.Namespace = ControllerNamespace
+	}
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: opts.Namespace}}
+	if err := cp.Client.Create(context.Background(), ns); err != nil && !apierrors.IsAlreadyExists(err) {
+		return nil, fmt.Errorf("creating the controllers' namespace %s: %w", opts.Namespace, err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	skip := true // a test may stop the controllers and start them again in this process
 	mgr, err := ctrl.NewManager(cp.Config, ctrl.Options{

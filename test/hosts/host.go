@@ -30,7 +30,7 @@ type Host struct {
 	dir   string
 
 	mu          sync.Mutex
-	hostPub     string
+	hostKeys    map[string]string // key type ("ssh-ed25519", "ecdsa-sha2-nistp256", "ssh-rsa") → "type AAAA…"
 	streamLocal bool
 	holder      *proc
 	dockerd     *proc
@@ -63,15 +63,69 @@ func (h *Host) SSHAddress() string { return net.JoinHostPort(h.addr, "22") }
 // bridge.
 func (h *Host) JumpHost() *Host { return h.jump }
 
-// HostPublicKey is the host's sshd key in authorized_keys format: "ssh-ed25519 AAAA…".
-func (h *Host) HostPublicKey() string {
+// Host key types of every host's sshd, as on a stock Debian or Ubuntu server (rsa 3072 bits,
+// ecdsa P-256, ed25519), in the order of HostPublicKeys.
+const (
+	KeyTypeED25519 = "ssh-ed25519"
+	KeyTypeECDSA   = "ecdsa-sha2-nistp256"
+	KeyTypeRSA     = "ssh-rsa"
+)
+
+// hostKeyFiles are the host key files under the host's ssh folder, by key type, with the
+// ssh-keygen arguments that make them.
+var hostKeyFiles = []struct {
+	typ, file string
+	keygen    []string
+}{
+	{KeyTypeED25519, "ssh_host_ed25519_key", []string{"-t", "ed25519"}},
+	{KeyTypeECDSA, "ssh_host_ecdsa_key", []string{"-t", "ecdsa", "-b", "256"}},
+	{KeyTypeRSA, "ssh_host_rsa_key", []string{"-t", "rsa", "-b", "3072"}},
+}
+
+// HostPublicKey is the host's ed25519 sshd key in authorized_keys format: "ssh-ed25519 AAAA…"
+// (what `ssh-keyscan -t ed25519 ADDRESS | cut -d' ' -f2-` prints).
+func (h *Host) HostPublicKey() string { return h.HostPublicKeyOfType(KeyTypeED25519) }
+
+// HostPublicKeyRSA is the host's rsa (3072 bits) sshd key: "ssh-rsa AAAA…".
+func (h *Host) HostPublicKeyRSA() string { return h.HostPublicKeyOfType(KeyTypeRSA) }
+
+// HostPublicKeyECDSA is the host's ecdsa (P-256) sshd key: "ecdsa-sha2-nistp256 AAAA…".
+func (h *Host) HostPublicKeyECDSA() string { return h.HostPublicKeyOfType(KeyTypeECDSA) }
+
+// HostPublicKeyOfType is the host's sshd key of type typ (KeyTypeED25519, KeyTypeECDSA,
+// KeyTypeRSA) in authorized_keys format, or "" for a type the host lacks.
+func (h *Host) HostPublicKeyOfType(typ string) string {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return h.hostPub
+	return h.hostKeys[typ]
+}
+
+// HostPublicKeys are all of the host's sshd keys in authorized_keys format: ed25519, ecdsa,
+// rsa.
+func (h *Host) HostPublicKeys() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var keys []string
+	for _, f := range hostKeyFiles {
+		if k := h.hostKeys[f.typ]; k != "" {
+			keys = append(keys, k)
+		}
+	}
+	return keys
 }
 
 // KnownHostsLine is "address ssh-ed25519 AAAA…", a known_hosts line for this host.
 func (h *Host) KnownHostsLine() string { return h.addr + " " + h.HostPublicKey() }
+
+// KnownHostsLines are known_hosts lines for every key of the host ("address TYPE AAAA…"), as
+// `ssh-keyscan ADDRESS` prints them.
+func (h *Host) KnownHostsLines() []string {
+	var lines []string
+	for _, k := range h.HostPublicKeys() {
+		lines = append(lines, h.addr+" "+k)
+	}
+	return lines
+}
 
 // ClientPrivateKeyPEM is the OpenSSH private key authorized for root on every host.
 func (h *Host) ClientPrivateKeyPEM() []byte { return h.env.ClientPrivateKeyPEM() }
@@ -291,6 +345,8 @@ func (h *Host) sshdConfig() string {
 Port 22
 ListenAddress %s
 HostKey %s
+HostKey %s
+HostKey %s
 PidFile /run/sshd.pid
 PermitRootLogin prohibit-password
 PubkeyAuthentication yes
@@ -308,7 +364,8 @@ PrintMotd no
 UseDNS no
 LogLevel VERBOSE
 Subsystem sftp /usr/lib/openssh/sftp-server
-`, h.name, h.addr, filepath.Join(h.dir, "ssh", "ssh_host_ed25519_key"), sl)
+`, h.name, h.addr, filepath.Join(h.dir, "ssh", "ssh_host_rsa_key"), filepath.Join(h.dir, "ssh", "ssh_host_ecdsa_key"),
+		filepath.Join(h.dir, "ssh", "ssh_host_ed25519_key"), sl)
 }
 
 // boot prepares the host's folders, starts its namespace holder, mounts, dockerd and sshd, and
@@ -344,21 +401,9 @@ func (h *Host) boot(ctx context.Context) error {
 			return err
 		}
 	}
-	key := filepath.Join(d, "ssh", "ssh_host_ed25519_key")
-	if _, err := runCmd("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "root@"+h.netns, "-f", key); err != nil {
+	if err := h.makeHostKeys(); err != nil {
 		return err
 	}
-	pub, err := os.ReadFile(key + ".pub")
-	if err != nil {
-		return err
-	}
-	f := strings.Fields(string(pub))
-	if len(f) < 2 {
-		return fmt.Errorf("bad host key %s.pub", key)
-	}
-	h.mu.Lock()
-	h.hostPub = f[0] + " " + f[1]
-	h.mu.Unlock()
 
 	// The holder: a process in the host's netns, in new mount and UTS namespaces whose mounts
 	// do not propagate back. Everything else of the host is started inside its namespaces.
@@ -406,6 +451,48 @@ hostname %[2]s
 	go func() { errc <- h.StartDockerd(ctx) }()
 	go func() { errc <- h.StartSSHD(ctx) }()
 	return joinErrs(<-errc, <-errc)
+}
+
+// makeHostKeys generates the host's rsa, ecdsa and ed25519 sshd keys (in parallel: rsa takes
+// the longest) and records their public halves.
+func (h *Host) makeHostKeys() error {
+	keys := make([]string, len(hostKeyFiles))
+	errs := make([]error, len(hostKeyFiles))
+	var wg sync.WaitGroup
+	for i, f := range hostKeyFiles {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			path := filepath.Join(h.dir, "ssh", f.file)
+			args := append([]string{"-q", "-N", "", "-C", "root@" + h.netns, "-f", path}, f.keygen...)
+			if _, err := runCmd("ssh-keygen", args...); err != nil {
+				errs[i] = err
+				return
+			}
+			pub, err := os.ReadFile(path + ".pub")
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			fs := strings.Fields(string(pub))
+			if len(fs) < 2 || fs[0] != f.typ {
+				errs[i] = fmt.Errorf("bad host key %s.pub", path)
+				return
+			}
+			keys[i] = fs[0] + " " + fs[1]
+		}()
+	}
+	wg.Wait()
+	if err := joinErrs(errs...); err != nil {
+		return err
+	}
+	h.mu.Lock()
+	h.hostKeys = map[string]string{}
+	for i, f := range hostKeyFiles {
+		h.hostKeys[f.typ] = keys[i]
+	}
+	h.mu.Unlock()
+	return nil
 }
 
 func joinErrs(errs ...error) error {

@@ -414,7 +414,9 @@ func (e *Env) makeClientKey() error {
 func (e *Env) writeKnownHosts() error {
 	var b strings.Builder
 	for _, h := range e.Hosts {
-		fmt.Fprintf(&b, "%s\n", h.KnownHostsLine())
+		for _, l := range h.KnownHostsLines() {
+			fmt.Fprintf(&b, "%s\n", l)
+		}
 	}
 	return os.WriteFile(e.KnownHostsFile(), []byte(b.String()), 0o644)
 }
@@ -589,7 +591,8 @@ type hostRecord struct {
 	StreamLocalForwarding bool         `json:"streamLocalForwarding"`
 	Dir                   string       `json:"dir"`
 	DockerSocket          string       `json:"dockerSocket"`
-	HostPublicKey         string       `json:"hostPublicKey,omitempty"`
+	HostPublicKey         string       `json:"hostPublicKey,omitempty"`  // ed25519
+	HostPublicKeys        []string     `json:"hostPublicKeys,omitempty"` // ed25519, ecdsa, rsa
 	Procs                 []procRecord `json:"procs"`
 }
 
@@ -607,7 +610,12 @@ func (e *Env) save() error {
 	for _, h := range e.Hosts {
 		h.mu.Lock()
 		hr := hostRecord{Name: h.name, NetNS: h.netns, Address: h.addr, StreamLocalForwarding: h.streamLocal,
-			Dir: h.dir, DockerSocket: h.DockerSocketPath(), HostPublicKey: h.hostPub}
+			Dir: h.dir, DockerSocket: h.DockerSocketPath(), HostPublicKey: h.hostKeys[KeyTypeED25519]}
+		for _, f := range hostKeyFiles {
+			if k := h.hostKeys[f.typ]; k != "" {
+				hr.HostPublicKeys = append(hr.HostPublicKeys, k)
+			}
+		}
 		if h.jump != nil {
 			hr.Behind = h.jump.name
 		}

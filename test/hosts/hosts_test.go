@@ -223,6 +223,19 @@ func TestThreeHosts(t *testing.T) {
 			if !strings.HasPrefix(h.HostPublicKey(), "ssh-ed25519 AAAA") {
 				t.Fatalf("%s: host key %q", h.Name(), h.HostPublicKey())
 			}
+			// Like a stock server: rsa, ecdsa and ed25519 keys, each presented when asked for.
+			scan, err := exec.CommandContext(ctx, "ssh-keyscan", "-T", "5", "-t", "rsa,ecdsa,ed25519", h.Address()).Output()
+			if err != nil {
+				t.Fatalf("%s: ssh-keyscan: %v", h.Name(), err)
+			}
+			for _, k := range []string{h.HostPublicKey(), h.HostPublicKeyECDSA(), h.HostPublicKeyRSA()} {
+				if !strings.Contains(string(scan), h.Address()+" "+k+"\n") {
+					t.Fatalf("%s: ssh-keyscan does not show %q:\n%s", h.Name(), k, scan)
+				}
+			}
+			if !strings.HasPrefix(h.HostPublicKeyRSA(), "ssh-rsa AAAA") || !strings.HasPrefix(h.HostPublicKeyECDSA(), "ecdsa-sha2-nistp256 AAAA") || len(h.HostPublicKeys()) != 3 {
+				t.Fatalf("%s: host keys %q", h.Name(), h.HostPublicKeys())
+			}
 			known, err := os.ReadFile(env.KnownHostsFile())
 			if err != nil || !strings.Contains(string(known), h.Address()+" "+h.HostPublicKey()) {
 				t.Fatalf("known_hosts lacks %s: %v", h.Name(), err)

@@ -282,7 +282,8 @@ func unmountUnder(dir string) error {
 
 // HostStatus is what Status finds of one host.
 type HostStatus struct {
-	Name, NetNS, Address, Behind, DockerSocket, HostPublicKey string
+	Name, NetNS, Address, Behind, DockerSocket, HostPublicKey string   // HostPublicKey: the ed25519 key
+	HostPublicKeys                                            []string // ed25519, ecdsa, rsa
 	StreamLocalForwarding                                     bool
 	Procs                                                     map[string]int // role → PID, alive ones only
 	Dead                                                      []string       // roles whose process is gone
@@ -334,7 +335,7 @@ func Status(stateDir string) (*EnvStatus, error) {
 	}
 	for _, h := range rec.Hosts {
 		hs := HostStatus{Name: h.Name, NetNS: h.NetNS, Address: h.Address, Behind: h.Behind,
-			DockerSocket: h.DockerSocket, HostPublicKey: h.HostPublicKey,
+			DockerSocket: h.DockerSocket, HostPublicKey: h.HostPublicKey, HostPublicKeys: h.HostPublicKeys,
 			StreamLocalForwarding: h.StreamLocalForwarding, Procs: map[string]int{}}
 		for _, p := range h.Procs {
 			if p.alive() {

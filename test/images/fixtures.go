@@ -25,9 +25,13 @@ const (
 	PostgresTag   = PostgresMajor // "15"
 )
 
-// SampleAppTags are the tags of SampleAppRepo: "vN" answers /version with vN, "broken" never
-// answers /up with 200.
-var SampleAppTags = []string{"v1", "v2", "v3", "broken"}
+// SHATag is a tag in Kamal's own version format, a 40-digit Git SHA: with a long Deployment
+// name it makes container names at and past the 63-character DNS label limit.
+const SHATag = "3f9c2b7e1d4a8f6c0b5e9d2a7c4f1e8b6d3a0c5f"
+
+// SampleAppTags are the tags of SampleAppRepo: "vN" (and SHATag) answers /version with its
+// tag, "broken" never answers /up with 200.
+var SampleAppTags = []string{"v1", "v2", "v3", "broken", SHATag}
 
 // RepoRoot is the root of the kamal-operator source tree this package was compiled from.
 func RepoRoot() string {
@@ -68,11 +72,19 @@ func run(ctx context.Context, dir string, env []string, name string, args ...str
 // mode) baked in, into BinDir()/fixtures, and returns its path. Go's build cache makes a repeat
 // build take well under a second.
 func BuildSampleApp(ctx context.Context, version string, broken bool) (string, error) {
+	return buildSampleApp(ctx, version, broken, nil)
+}
+
+// buildSampleApp is BuildSampleApp; a build that takes more than a few seconds (an empty Go
+// cache) is reported to logf while it runs.
+func buildSampleApp(ctx context.Context, version string, broken bool, logf func(string, ...any)) (string, error) {
 	out := filepath.Join(BinDir(), "fixtures", "sampleapp-"+version)
 	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
 		return "", err
 	}
 	ld := fmt.Sprintf("-s -w -X main.version=%s -X main.broken=%v", version, broken)
+	pr := StartProgress(logf, "building the sample app "+version+" (go build ./test/apps/sampleapp)", 5*time.Second)
+	defer pr.Stop()
 	err := run(ctx, RepoRoot(), []string{"CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64", "GOFLAGS=-mod=readonly"},
 		goTool(), "build", "-trimpath", "-buildvcs=false", "-ldflags", ld, "-o", out, "./test/apps/sampleapp")
 	return out, err
@@ -85,7 +97,11 @@ func ProxySourceDir() string { return filepath.Join(RepoRoot(), "images", "kamal
 // BuildProxy builds the proxy (Caddy CaddyVersion with the kamal_route module, from
 // images/kamal-proxy) as a static binary cached at BinDir()/kamal-proxy/<source hash>/caddy; a
 // cached binary is returned at once. The first build takes a few minutes on 2 cores.
-func BuildProxy(ctx context.Context) (string, error) {
+func BuildProxy(ctx context.Context) (string, error) { return buildProxy(ctx, nil) }
+
+// buildProxy is BuildProxy; a build (not a cached binary) is reported to logf when it starts and
+// every ProgressEvery while it runs.
+func buildProxy(ctx context.Context, logf func(string, ...any)) (string, error) {
 	src := ProxySourceDir()
 	sum, err := hashSources(src)
 	if err != nil {
@@ -99,6 +115,11 @@ func BuildProxy(ctx context.Context) (string, error) {
 		return "", err
 	}
 	env := []string{"CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64", "GOFLAGS=-mod=readonly", "GOWORK=off"}
+	if logf != nil {
+		logf("building the proxy (caddy %s with kamal_route, images/kamal-proxy): Go modules and compile, a few minutes the first time", CaddyVersion)
+	}
+	pr := StartProgress(logf, "building the proxy (caddy "+CaddyVersion+")", -1)
+	defer pr.Stop()
 	if err := run(ctx, src, env, goTool(), "build", "-trimpath", "-buildvcs=false", "-ldflags", "-s -w", "-o", out+".tmp", "./cmd/kamal-proxy"); err != nil {
 		os.Remove(out + ".tmp")
 		return "", err
@@ -188,8 +209,8 @@ type Result struct {
 }
 
 // EnsureFixtures builds every fixture image (sampleapp:v1, :v2, :v3, :broken,
-// kamal-proxy:caddy-2.11.9 and postgres:15) and pushes to reg those it does not already hold with
-// the same digest.
+// kamal-proxy:caddy-2.11.9, kamal-proxy:broken and postgres:15) and pushes to reg those it does
+// not already hold with the same digest.
 func EnsureFixtures(ctx context.Context, reg Registry, logf func(string, ...any)) ([]Result, error) {
 	if logf == nil {
 		logf = func(string, ...any) {}
@@ -201,7 +222,7 @@ func EnsureFixtures(ctx context.Context, reg Registry, logf func(string, ...any)
 	var jobs []job
 	for _, tag := range SampleAppTags {
 		jobs = append(jobs, job{SampleAppRepo, tag, func(ctx context.Context) (Image, error) {
-			p, err := BuildSampleApp(ctx, tag, tag == "broken")
+			p, err := buildSampleApp(ctx, tag, tag == "broken", logf)
 			if err != nil {
 				return Image{}, err
 			}
@@ -211,7 +232,7 @@ func EnsureFixtures(ctx context.Context, reg Registry, logf func(string, ...any)
 	}
 	jobs = append(jobs, job{ProxyRepo, ProxyTag, func(ctx context.Context) (Image, error) {
 		start := time.Now()
-		p, err := BuildProxy(ctx)
+		p, err := buildProxy(ctx, logf)
 		if err != nil {
 			return Image{}, err
 		}
@@ -220,6 +241,14 @@ func EnsureFixtures(ctx context.Context, reg Registry, logf func(string, ...any)
 		}
 		b, err := os.ReadFile(p)
 		return ProxyImage(b), err
+	}})
+	jobs = append(jobs, job{ProxyRepo, BrokenProxyTag, func(ctx context.Context) (Image, error) {
+		p, err := BuildBrokenProxy(ctx)
+		if err != nil {
+			return Image{}, err
+		}
+		b, err := os.ReadFile(p)
+		return BrokenProxyImage(b), err
 	}})
 	jobs = append(jobs, job{PostgresRepo, PostgresTag, func(ctx context.Context) (Image, error) {
 		r, err := EnsurePostgresRootfs(ctx, logf)

@@ -157,7 +157,10 @@ func EnsurePostgresRootfs(ctx context.Context, logf func(string, ...any)) (*Post
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
+	// Another process may be building it: say so while waiting.
+	wait := StartProgress(logf, "waiting for another process that builds the PostgreSQL root filesystem", 3*time.Second)
 	unlock, err := lockFile(ctx, filepath.Join(dir, "postgres-"+PostgresMajor+".lock"))
+	wait.Stop()
 	if err != nil {
 		return nil, err
 	}
@@ -229,6 +232,9 @@ func lockFile(ctx context.Context, path string) (func(), error) {
 
 func buildPostgresRootfs(ctx context.Context, dir, base string, logf func(string, ...any)) (*PostgresRootfs, error) {
 	t0 := time.Now()
+	pr := StartProgress(logf, "building the PostgreSQL root filesystem", -1)
+	defer pr.Stop()
+	pr.Phase("installing debootstrap")
 	if err := ensureDebootstrap(ctx, logf); err != nil {
 		return nil, err
 	}
@@ -261,6 +267,7 @@ func buildPostgresRootfs(ctx context.Context, dir, base string, logf func(string
 		args = append(args, "--include=ca-certificates")
 	}
 	args = append(args, postgresSuite, root, src.main)
+	pr.Phase("debootstrap " + postgresSuite + "/minbase")
 	if err := runLog(ctx, lf, env, "unshare", args...); err != nil {
 		return nil, fmt.Errorf("debootstrap (log %s): %w", buildLog, err)
 	}
@@ -307,6 +314,7 @@ func buildPostgresRootfs(ctx context.Context, dir, base string, logf func(string
 	chroot := append([]string{"--mount", "--propagation", "private", "--", "sh", "-c",
 		`root=$1 script=$2; shift 2; mount -t proc proc "$root/proc" && exec chroot "$root" /bin/sh -c "$script" setup "$@"`,
 		"sh", root, postgresSetup}, postgresPackages...)
+	pr.Phase("apt-get install " + strings.Join(postgresPackages, " ") + " in the chroot")
 	if err := runLog(ctx, lf, env, "unshare", chroot...); err != nil {
 		return nil, fmt.Errorf("installing %s in the chroot (log %s): %w", strings.Join(postgresPackages, " "), buildLog, err)
 	}
@@ -331,6 +339,7 @@ func buildPostgresRootfs(ctx context.Context, dir, base string, logf func(string
 	}
 
 	t2 := time.Now()
+	pr.Phase("writing the rootfs tar.gz")
 	tmp := base + ".tar.gz.tmp"
 	layer, raw, err := writeRootfsLayer(root, tmp)
 	if err != nil {

@@ -1,0 +1,459 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/moby/moby/api/pkg/stdcopy"
+	"github.com/moby/moby/client"
+
+	kamalv1 "github.com/kamal-operator/kamal-operator/api/v1alpha1"
+	"github.com/kamal-operator/kamal-operator/internal/docker"
+)
+
+// AsideName is where the running proxy waits, stopped, while its replacement starts: it is
+// started again under ContainerName when the replacement does not come up, and removed once it
+// has. A container of this name on a host is a replacement that was interrupted; Recover
+// settles it.
+const AsideName = ContainerName + "-previous"
+
+// stopTimeout is how long a stopping proxy may finish the requests in flight before it is
+// killed. Its listeners are closed meanwhile, so this bounds the outage it can add.
+const stopTimeout = 10
+
+// Observed is the proxy a host runs.
+type Observed struct {
+	Exists  bool
+	ID      string
+	Image   string // the image reference it was created from
+	Hash    string // the hash of its settings (Settings.Hash)
+	Running bool
+	// Aside is a proxy set aside by a replacement that did not finish.
+	Aside   bool
+	AsideID string
+}
+
+// Observe inspects the proxy containers of a host.
+func Observe(ctx context.Context, cli *client.Client) (Observed, error) {
+	var o Observed
+	cur, err := cli.ContainerInspect(ctx, ContainerName, client.ContainerInspectOptions{})
+	switch {
+	case err == nil:
+		c := cur.Container
+		o.Exists, o.ID = true, c.ID
+		if c.Config != nil {
+			o.Image, o.Hash = c.Config.Image, c.Config.Labels[kamalv1.LabelSpecHash]
+		}
+		o.Running = c.State != nil && c.State.Running
+	case !docker.IsNotFound(err):
+		return o, err
+	}
+	aside, err := cli.ContainerInspect(ctx, AsideName, client.ContainerInspectOptions{})
+	switch {
+	case err == nil:
+		o.Aside, o.AsideID = true, aside.Container.ID
+	case !docker.IsNotFound(err):
+		return o, err
+	}
+	return o, nil
+}
+
+// RouteState is what a proxy routes: the ids of its Caddy routes and its route table.
+type RouteState struct {
+	IDs   []string
+	Table map[string]string
+}
+
+// RouteState reads the ids of the app server's routes and the route table.
+func (a *Admin) RouteState(ctx context.Context) (RouteState, error) {
+	rs, err := a.Routes(ctx)
+	if err != nil {
+		return RouteState{}, err
+	}
+	st := RouteState{Table: map[string]string{}}
+	for _, r := range rs {
+		var id struct {
+			ID string `json:"@id"`
+		}
+		_ = json.Unmarshal(r, &id)
+		if id.ID != "" {
+			st.IDs = append(st.IDs, id.ID)
+		}
+	}
+	if err := a.do(ctx, "GET", "/kamal/routes", nil, &st.Table); err != nil {
+		return RouteState{}, err
+	}
+	return st, nil
+}
+
+// Missing lists the routes of s (by id, and table entries as id=upstream) that after lacks.
+func (s RouteState) Missing(after RouteState) []string {
+	var out []string
+	for _, id := range s.IDs {
+		if !slices.Contains(after.IDs, id) {
+			out = append(out, "route "+id)
+		}
+	}
+	for id, up := range s.Table {
+		if after.Table[id] != up {
+			out = append(out, "upstream "+id+"="+up)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// Replaced says how a replacement went.
+type Replaced struct {
+	OldID, NewID string
+	OldImage     string
+	Pulled       bool
+	// Outage is the time from stopping the old proxy to the new one answering on its admin API
+	// with every route restored: the host's published ports are closed meanwhile.
+	Outage time.Duration
+	// Steps says how the outage was spent ("stop 310ms, start 420ms, up 250ms").
+	Steps string
+}
+
+// steps times the steps of a replacement.
+type steps struct {
+	b    strings.Builder
+	last time.Time
+}
+
+func (s *steps) start() { s.last = time.Now() }
+
+func (s *steps) done(name string) {
+	now := time.Now()
+	if s.b.Len() > 0 {
+		s.b.WriteString(", ")
+	}
+	fmt.Fprintf(&s.b, "%s %s", name, now.Sub(s.last).Round(time.Millisecond))
+	s.last = now
+}
+
+// PullError is a pull of the new image that failed for a reason a retry may fix (the
+// registry did not answer); nothing on the host changed.
+type PullError struct {
+	Image string
+	Err   error
+}
+
+func (e *PullError) Error() string { return e.Err.Error() }
+func (e *PullError) Unwrap() error { return e.Err }
+
+// UpgradeError is a replacement that a retry with the same settings would repeat: the image
+// does not exist, the container cannot be created or started, exits, or does not come up within
+// the bound. The old proxy has been started again (Restored) unless RestoreErr says why not.
+type UpgradeError struct {
+	Image  string
+	Reason string
+	// ExitCode of the new container when it exited; -1 when it did not.
+	ExitCode int
+	// LastLog is the last line the new container logged.
+	LastLog    string
+	Restored   bool
+	RestoreErr error
+	// Outage is how long the ports were closed, from stopping the old proxy to it answering
+	// again; zero when it was never stopped.
+	Outage time.Duration
+	// Steps says how the outage was spent.
+	Steps string
+}
+
+func (e *UpgradeError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s with image %s %s", ContainerName, e.Image, e.Reason)
+	if e.ExitCode >= 0 {
+		fmt.Fprintf(&b, " (exit code %d)", e.ExitCode)
+	}
+	if e.LastLog != "" {
+		fmt.Fprintf(&b, "; last log line: %q", e.LastLog)
+	}
+	switch {
+	case e.RestoreErr != nil:
+		fmt.Fprintf(&b, "; restoring the old proxy failed: %v", e.RestoreErr)
+	case e.Outage > 0:
+		fmt.Fprintf(&b, "; the old proxy was restored (ports closed for %s)", e.Outage.Round(time.Millisecond))
+	default:
+		b.WriteString("; the old proxy was not touched")
+	}
+	return b.String()
+}
+
+// Replace swaps the host's proxy for one with settings s without losing the old one: it pulls
+// the image, sets the running proxy aside (renamed to AsideName), creates the new one, stops
+// the old, starts the new and waits until its admin API answers with every route the old one
+// had. Only then does the old container go. When the new one exits or does not answer within
+// `within`, it is removed and the old one is started again under its name (an *UpgradeError).
+// Other errors (the connection dropped) can leave the host mid-way: Recover settles it.
+func Replace(ctx context.Context, cli *client.Client, admin *Admin, s Settings, within time.Duration) (Replaced, error) {
+	if err := docker.EnsureNetwork(ctx, cli, Network); err != nil {
+		return Replaced{}, err
+	}
+	cur, err := Observe(ctx, cli)
+	if err != nil {
+		return Replaced{}, err
+	}
+	if cur.Aside {
+		return Replaced{}, fmt.Errorf("%s exists: an earlier replacement is unfinished", AsideName)
+	}
+	res := Replaced{OldID: cur.ID, OldImage: cur.Image}
+	fail := func(reason string) (Replaced, error) {
+		return res, &UpgradeError{Image: s.Image, Reason: reason, ExitCode: -1, Restored: true}
+	}
+	if res.Pulled, err = docker.EnsureImage(ctx, cli, s.Image, ""); err != nil {
+		if isMissingImage(err) {
+			return fail("cannot be pulled: " + err.Error())
+		}
+		return res, &PullError{Image: s.Image, Err: err}
+	}
+	opts, err := s.CreateOptions()
+	if err != nil {
+		return fail("has invalid settings: " + err.Error())
+	}
+	var before *RouteState
+	if cur.Running {
+		if st, err := admin.RouteState(ctx); err == nil {
+			before = &st
+		}
+	}
+	if !cur.Exists {
+		// Nothing to set aside: a plain create.
+		id, err := createProxy(ctx, cli, opts)
+		if err == nil {
+			res.NewID, err = startProxy(ctx, cli, id, opts)
+		}
+		return res, err
+	}
+	if _, err := cli.ContainerRename(ctx, cur.ID, client.ContainerRenameOptions{NewName: AsideName}); err != nil {
+		return res, fmt.Errorf("setting the old %s aside: %w", ContainerName, err)
+	}
+	newID, err := createProxy(ctx, cli, opts)
+	if err != nil {
+		uerr := &UpgradeError{Image: s.Image, Reason: "cannot be created: " + err.Error(), ExitCode: -1}
+		uerr.RestoreErr = restoreAside(context.WithoutCancel(ctx), cli, admin, cur.ID, "", cur.Running, within)
+		uerr.Restored = uerr.RestoreErr == nil
+		return res, uerr
+	}
+	res.NewID = newID
+	t0 := time.Now()
+	var st steps
+	st.start()
+	if cur.Running {
+		timeout := stopTimeout
+		if _, err := cli.ContainerStop(ctx, cur.ID, client.ContainerStopOptions{Timeout: &timeout}); err != nil {
+			rerr := restoreAside(context.WithoutCancel(ctx), cli, admin, cur.ID, newID, true, within)
+			return res, errors.Join(fmt.Errorf("stopping the old %s: %w", ContainerName, err), rerr)
+		}
+		st.done("stop")
+	}
+	reason, exitCode := "", -1
+	if newID, err = startProxy(ctx, cli, newID, opts); err != nil {
+		reason = "cannot be started: " + err.Error()
+	} else {
+		st.done("start")
+		res.NewID = newID
+		reason, exitCode = waitUp(ctx, cli, admin, newID, before, t0.Add(within), within)
+		st.done("up")
+	}
+	if reason == "" {
+		res.Outage, res.Steps = time.Since(t0), st.b.String()
+		if _, err := cli.ContainerRemove(ctx, cur.ID, client.ContainerRemoveOptions{Force: true}); err != nil && !docker.IsNotFound(err) {
+			// The next Recover removes it: the new proxy runs the desired settings.
+			return res, fmt.Errorf("removing the old %s: %w", ContainerName, err)
+		}
+		return res, nil
+	}
+	uerr := &UpgradeError{Image: s.Image, Reason: reason, ExitCode: exitCode}
+	rctx := context.WithoutCancel(ctx)
+	if newID != "" {
+		uerr.LastLog = LastLogLine(rctx, cli, newID)
+	}
+	st.done("logs")
+	uerr.RestoreErr = restoreAside(rctx, cli, admin, cur.ID, newID, cur.Running, within)
+	uerr.Restored = uerr.RestoreErr == nil
+	st.done("restore")
+	if cur.Running {
+		uerr.Outage, uerr.Steps = time.Since(t0), st.b.String()
+	}
+	return res, uerr
+}
+
+// waitUp waits until the new proxy answers with every route of before, and says why not when
+// it exits or the deadline passes first.
+func waitUp(ctx context.Context, cli *client.Client, admin *Admin, id string, before *RouteState, deadline time.Time, within time.Duration) (string, int) {
+	var last error
+	for {
+		ins, err := cli.ContainerInspect(ctx, id, client.ContainerInspectOptions{})
+		if err != nil {
+			return "could not be inspected: " + err.Error(), -1
+		}
+		if st := ins.Container.State; st != nil && (!st.Running || st.Restarting) {
+			return "exited before its admin API answered", st.ExitCode
+		}
+		actx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		last = admin.Ready(actx)
+		if last == nil && before != nil {
+			var after RouteState
+			if after, last = admin.RouteState(actx); last == nil {
+				if missing := before.Missing(after); len(missing) > 0 {
+					last = fmt.Errorf("routes not restored: %s", strings.Join(missing, ", "))
+				}
+			}
+		}
+		cancel()
+		if last == nil {
+			return "", -1
+		}
+		if errors.Is(last, ErrNoRouteModule) {
+			return "lacks the kamal_route module", -1
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return fmt.Sprintf("did not come up within %s: %v", within, last), -1
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// Recovered says what Recover did.
+type Recovered string
+
+const (
+	RecoverNone     Recovered = ""
+	RecoverFinished Recovered = "Finished" // the new proxy answered: the old one went
+	RecoverRestored Recovered = "Restored" // the old proxy runs again under its name
+)
+
+// Recover settles a replacement that was interrupted (the controller stopped mid-way): when a
+// proxy with settings s runs and answers within `within`, the one set aside is removed;
+// otherwise whatever runs under ContainerName goes and the one set aside comes back. It does
+// nothing when no proxy is set aside.
+func Recover(ctx context.Context, cli *client.Client, admin *Admin, s Settings, within time.Duration) (Recovered, error) {
+	o, err := Observe(ctx, cli)
+	if err != nil || !o.Aside {
+		return RecoverNone, err
+	}
+	if o.Exists && o.Running && o.Hash == s.Hash() {
+		if reason, _ := waitUp(ctx, cli, admin, o.ID, nil, time.Now().Add(within), within); reason == "" {
+			if _, err := cli.ContainerRemove(ctx, o.AsideID, client.ContainerRemoveOptions{Force: true}); err != nil && !docker.IsNotFound(err) {
+				return RecoverNone, err
+			}
+			return RecoverFinished, nil
+		}
+	}
+	drop := ""
+	if o.Exists {
+		drop = o.ID
+	}
+	return RecoverRestored, restoreAside(ctx, cli, admin, o.AsideID, drop, true, within)
+}
+
+// restoreAside removes the container drop (when set) and puts the proxy set aside back under
+// its name, started when start is set, waiting until it answers.
+func restoreAside(ctx context.Context, cli *client.Client, admin *Admin, asideID, drop string, start bool, within time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, within+30*time.Second)
+	defer cancel()
+	if drop != "" {
+		if _, err := cli.ContainerRemove(ctx, drop, client.ContainerRemoveOptions{Force: true}); err != nil && !docker.IsNotFound(err) {
+			return fmt.Errorf("removing the new %s: %w", ContainerName, err)
+		}
+	}
+	if _, err := cli.ContainerRename(ctx, asideID, client.ContainerRenameOptions{NewName: ContainerName}); err != nil {
+		return fmt.Errorf("renaming %s back: %w", AsideName, err)
+	}
+	if !start {
+		return nil
+	}
+	if _, err := cli.ContainerStart(ctx, asideID, client.ContainerStartOptions{}); err != nil {
+		return fmt.Errorf("starting the old %s: %w", ContainerName, err)
+	}
+	if reason, _ := waitUp(ctx, cli, admin, asideID, nil, time.Now().Add(within), within); reason != "" {
+		return fmt.Errorf("the old %s %s", ContainerName, reason)
+	}
+	return nil
+}
+
+// createProxy creates the proxy container with its initial config, not started.
+func createProxy(ctx context.Context, cli *client.Client, opts client.ContainerCreateOptions) (string, error) {
+	created, err := cli.ContainerCreate(ctx, opts)
+	if err != nil {
+		return "", fmt.Errorf("creating %s: %w", ContainerName, err)
+	}
+	if _, err := cli.CopyToContainer(ctx, created.ID, client.CopyToContainerOptions{DestinationPath: "/", Content: configTar()}); err != nil {
+		_, _ = cli.ContainerRemove(ctx, created.ID, client.ContainerRemoveOptions{Force: true})
+		return "", fmt.Errorf("writing %s config: %w", ContainerName, err)
+	}
+	return created.ID, nil
+}
+
+// startProxy starts container id and returns its id. On a kernel older than 5.14, which lacks
+// the listener migration sysctl, it recreates the container without it and returns the new id.
+// A container that does not start is removed ("" returned).
+func startProxy(ctx context.Context, cli *client.Client, id string, opts client.ContainerCreateOptions) (string, error) {
+	_, err := cli.ContainerStart(ctx, id, client.ContainerStartOptions{})
+	if err == nil {
+		return id, nil
+	}
+	_, _ = cli.ContainerRemove(ctx, id, client.ContainerRemoveOptions{Force: true})
+	if !strings.Contains(err.Error(), migrateSysctl) {
+		return "", fmt.Errorf("starting %s: %w", ContainerName, err)
+	}
+	delete(opts.HostConfig.Sysctls, migrateSysctl)
+	if id, err = createProxy(ctx, cli, opts); err != nil {
+		return "", err
+	}
+	if _, err := cli.ContainerStart(ctx, id, client.ContainerStartOptions{}); err != nil {
+		_, _ = cli.ContainerRemove(ctx, id, client.ContainerRemoveOptions{Force: true})
+		return "", fmt.Errorf("starting %s: %w", ContainerName, err)
+	}
+	return id, nil
+}
+
+// isMissingImage tells a reference the registry does not have from a registry that failed.
+func isMissingImage(err error) bool {
+	if docker.IsNotFound(err) {
+		return true
+	}
+	msg := strings.ToLower(err.Error())
+	return strings.Contains(msg, "manifest unknown") || strings.Contains(msg, "not found") || strings.Contains(msg, "repository does not exist")
+}
+
+// LastLogLine is the last non-empty line container id wrote to stdout or stderr, shortened;
+// "" when there is none or the logs cannot be read.
+func LastLogLine(ctx context.Context, cli *client.Client, id string) string {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	rc, err := cli.ContainerLogs(ctx, id, client.ContainerLogsOptions{ShowStdout: true, ShowStderr: true, Tail: "20"})
+	if err != nil {
+		return ""
+	}
+	defer rc.Close()
+	raw, _ := io.ReadAll(io.LimitReader(rc, 64<<10))
+	var out bytes.Buffer
+	if _, err := stdcopy.StdCopy(&out, &out, bytes.NewReader(raw)); err != nil {
+		out.Reset()
+		out.Write(raw) // a TTY container: not multiplexed
+	}
+	return lastLine(out.String())
+}
+
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	for i := len(lines) - 1; i >= 0; i-- {
+		if l := strings.TrimSpace(lines[i]); l != "" {
+			if len(l) > 300 {
+				l = l[:300] + "…"
+			}
+			return l
+		}
+	}
+	return ""
+}

@@ -1,0 +1,68 @@
+package proxy
+
+import (
+	"errors"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestRouteStateMissing(t *testing.T) {
+	before := RouteState{IDs: []string{"kamal-a", FallbackRouteID}, Table: map[string]string{"kamal-a": "app-v1:80"}}
+	if m := before.Missing(before); len(m) != 0 {
+		t.Errorf("the same state misses %v", m)
+	}
+	more := RouteState{IDs: []string{"kamal-b", "kamal-a", FallbackRouteID}, Table: map[string]string{"kamal-a": "app-v1:80", "kamal-b": "b:80"}}
+	if m := before.Missing(more); len(m) != 0 {
+		t.Errorf("a superset misses %v", m)
+	}
+	fresh := RouteState{IDs: []string{FallbackRouteID}, Table: map[string]string{}}
+	if m, want := before.Missing(fresh), []string{"route kamal-a", "upstream kamal-a=app-v1:80"}; !reflect.DeepEqual(m, want) {
+		t.Errorf("missing = %v, want %v", m, want)
+	}
+	moved := RouteState{IDs: before.IDs, Table: map[string]string{"kamal-a": "app-v2:80"}}
+	if m := before.Missing(moved); len(m) != 1 {
+		t.Errorf("a changed upstream: missing = %v", m)
+	}
+}
+
+func TestLastLine(t *testing.T) {
+	for in, want := range map[string]string{
+		"":                       "",
+		"one\ntwo\n\n  \n":       "two",
+		"  only  ":               "only",
+		strings.Repeat("x", 400): strings.Repeat("x", 300) + "…",
+	} {
+		if got := lastLine(in); got != want {
+			t.Errorf("lastLine(%.20q) = %.20q, want %.20q", in, got, want)
+		}
+	}
+}
+
+func TestUpgradeErrorSaysWhatHappened(t *testing.T) {
+	e := &UpgradeError{Image: "reg/kamal-proxy:broken", Reason: "exited before its admin API answered", ExitCode: 1,
+		LastLog: "cannot start", Restored: true, Outage: 1234 * time.Millisecond}
+	for _, want := range []string{"reg/kamal-proxy:broken", "exited", "exit code 1", `"cannot start"`, "old proxy was restored", "1.234s"} {
+		if !strings.Contains(e.Error(), want) {
+			t.Errorf("%q lacks %q", e.Error(), want)
+		}
+	}
+	untouched := &UpgradeError{Image: "x", Reason: "cannot be pulled", ExitCode: -1, Restored: true}
+	if s := untouched.Error(); strings.Contains(s, "exit code") || !strings.Contains(s, "not touched") {
+		t.Errorf("%q", s)
+	}
+	lost := &UpgradeError{Image: "x", Reason: "did not come up", ExitCode: -1, RestoreErr: errors.New("boom")}
+	if s := lost.Error(); !strings.Contains(s, "restoring the old proxy failed: boom") {
+		t.Errorf("%q", s)
+	}
+}
+
+func TestIsMissingImage(t *testing.T) {
+	if !isMissingImage(errors.New("pulling r/x:1: manifest for r/x:1 not found: manifest unknown")) {
+		t.Error("manifest unknown is a missing image")
+	}
+	if isMissingImage(errors.New("pulling r/x:1: dial tcp 10.0.0.1:5000: connect: connection refused")) {
+		t.Error("a registry that does not answer is not a missing image")
+	}
+}
