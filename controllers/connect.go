@@ -38,14 +38,18 @@ func connectServers(ctx context.Context, c client.Client, f *fleet.Fleet, namesp
 			continue
 		}
 		if h := f.Cached(serverKey(srv)); h != nil {
+			mu.Lock()
 			hosts[srv.Name] = h
+			mu.Unlock()
 			continue
 		}
 		// The Server controller owns the connection: while it reports the host unreachable,
 		// say so at once instead of waiting out another dial here.
 		if c := meta.FindStatusCondition(srv.Status.Conditions, kamalv1.ConditionReachable); c != nil &&
 			c.Status == metav1.ConditionFalse && c.ObservedGeneration == srv.Generation {
+			mu.Lock()
 			unreachable[srv.Name] = c.Message
+			mu.Unlock()
 			continue
 		}
 		wg.Add(1)

@@ -251,17 +251,19 @@ func (r *ServerReconciler) convergeProxy(ctx context.Context, srv *kamalv1.Serve
 	if err != nil {
 		return r.proxyFailed(srv, err.Error())
 	}
-	if obs.Aside {
+	if obs.Aside || obs.Failed {
 		// The controller stopped in the middle of a replacement: finish it or put the old one back.
 		recovered, err := proxy.Recover(opCtx, host.Docker, host.Proxy, settings, proxyUpgradeWithin)
 		if err != nil {
 			return r.proxyFailed(srv, "settling an interrupted proxy replacement: "+err.Error())
 		}
-		r.Recorder.Eventf(srv, nil, corev1.EventTypeNormal, "Proxy"+string(recovered), "Proxy",
-			"an interrupted replacement of %s was settled: %s", proxy.ContainerName, map[proxy.Recovered]string{
-				proxy.RecoverFinished: "the new proxy answers, the old one was removed",
-				proxy.RecoverRestored: "the old proxy runs again",
-			}[recovered])
+		if recovered != proxy.RecoverNone {
+			r.Recorder.Eventf(srv, nil, corev1.EventTypeNormal, "Proxy"+string(recovered), "Proxy",
+				"an interrupted replacement of %s was settled: %s", proxy.ContainerName, map[proxy.Recovered]string{
+					proxy.RecoverFinished: "the new proxy answers, the old one was removed",
+					proxy.RecoverRestored: "the old proxy runs again",
+				}[recovered])
+		}
 		if obs, err = proxy.Observe(opCtx, host.Docker); err != nil {
 			return r.proxyFailed(srv, err.Error())
 		}

@@ -62,8 +62,19 @@ type ServerReconciler struct {
 // +kubebuilder:rbac:groups="",resources=secrets;configmaps,verbs=get;list;watch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
+var serverStatus = statusOf[*kamalv1.Server]{
+	conditions: func(s *kamalv1.Server) *[]metav1.Condition { return &s.Status.Conditions },
+	status:     func(s *kamalv1.Server) any { return s.Status },
+}
+
+// serverScope is what the phases of one reconcile share.
+type serverScope struct {
+	srv  *kamalv1.Server
+	host *fleet.Host
+}
+
 // Reconcile connects to a Server's host and converges its network and proxy.
-func (r *ServerReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.Result, retErr error) {
+func (r *ServerReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	srv := &kamalv1.Server{}
 	if err := r.Get(ctx, req.NamespacedName, srv); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
@@ -71,36 +82,26 @@ func (r *ServerReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res
 	if !srv.DeletionTimestamp.IsZero() {
 		return ctrl.Result{}, r.finalize(ctx, srv)
 	}
-	if !controllerutil.ContainsFinalizer(srv, ServerFinalizer) {
-		controllerutil.AddFinalizer(srv, ServerFinalizer)
-		if err := r.Update(ctx, srv); err != nil {
-			return ctrl.Result{}, err
-		}
-	}
-
-	patcher := newStatusPatcher(r.Client, srv)
-	before := readyReason(srv.Status.Conditions)
-	defer func() {
-		emitReadyTransition(r.Recorder, srv, before, srv.Status.Conditions)
-		if err := patcher.patch(ctx, srv, func(o client.Object) any { return o.(*kamalv1.Server).Status }); err != nil && retErr == nil {
-			retErr = err
-		}
-	}()
-	srv.Status.ObservedGeneration = srv.Generation
-	reportInert(r.Recorder, srv, &srv.Status.Conditions, srv.Generation, inertServerFields(&srv.Spec))
-
-	host, res, err := r.connect(ctx, srv)
-	if host == nil {
-		return res, err
-	}
-	if res, err := r.reconcileDocker(ctx, srv, host); res != nil {
-		return *res, err
-	}
-	if res, err := r.reconcileProxy(ctx, srv, host); res != nil {
-		return *res, err
-	}
-	conditions.MarkReady(&srv.Status.Conditions, srv.Generation, kamalv1.ReasonReconciled, "connected, Docker and proxy ready")
-	return ctrl.Result{RequeueAfter: serverResync}, nil
+	return reconcileWithStatus(ctx, r.Client, r.Recorder, srv, ServerFinalizer, serverStatus, func(ctx context.Context) (ctrl.Result, error) {
+		srv.Status.ObservedGeneration = srv.Generation
+		reportInert(r.Recorder, srv, &srv.Status.Conditions, srv.Generation, inertServerFields(&srv.Spec))
+		return runPhases(ctx, &serverScope{srv: srv},
+			func(ctx context.Context, s *serverScope) (*ctrl.Result, error) {
+				host, res, err := r.connect(ctx, s.srv)
+				if host == nil {
+					return &res, err
+				}
+				s.host = host
+				return nil, nil
+			},
+			func(ctx context.Context, s *serverScope) (*ctrl.Result, error) { return r.reconcileDocker(ctx, s.srv, s.host) },
+			func(ctx context.Context, s *serverScope) (*ctrl.Result, error) { return r.reconcileProxy(ctx, s.srv, s.host) },
+			func(_ context.Context, s *serverScope) (*ctrl.Result, error) {
+				conditions.MarkReady(&s.srv.Status.Conditions, s.srv.Generation, kamalv1.ReasonReconciled, "connected, Docker and proxy ready")
+				return done(ctrl.Result{RequeueAfter: serverResync})
+			},
+		)
+	})
 }
 
 // connect opens (or reuses) the SSH connection and records the host key.
@@ -298,8 +299,7 @@ func (r *ServerReconciler) finalize(ctx context.Context, srv *kamalv1.Server) er
 		r.Recorder.Eventf(srv, nil, corev1.EventTypeWarning, "CleanupSkipped", "Delete", "proxy container left on the host: %v", err)
 	}
 	r.Fleet.Forget(key)
-	controllerutil.RemoveFinalizer(srv, ServerFinalizer)
-	return client.IgnoreNotFound(r.Update(ctx, srv))
+	return removeFinalizer(ctx, r.Client, srv, ServerFinalizer)
 }
 
 func (r *ServerReconciler) cleanUpHost(ctx context.Context, srv *kamalv1.Server) error {

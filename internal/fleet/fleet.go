@@ -5,7 +5,9 @@ package fleet
 
 import (
 	"context"
+	"fmt"
 	"net"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -137,6 +139,14 @@ func (f *Fleet) Forget(key string) {
 // watch streams the host's events for managed containers until its connection dies,
 // reopening the stream (with backoff) when only the engine went away.
 func (f *Fleet) watch(h *Host) {
+	defer func() {
+		// No host's answer may crash the process; the host is redialled and watched anew.
+		if r := recover(); r != nil {
+			f.Log.Error(fmt.Errorf("%v", r), "recovered a panic watching docker events", "server", h.Key, "stack", string(debug.Stack()))
+			_ = h.Conn.Close()
+			f.trouble(h)
+		}
+	}()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go func() {

@@ -228,10 +228,10 @@ func createAndStart(ctx context.Context, cli *client.Client, opts client.Contain
 	return nil
 }
 
-// Remove stops and removes the proxy container (and one set aside by an unfinished
-// replacement); its config volume stays, so a later proxy resumes the same routes.
+// Remove stops and removes the proxy container (and those an unfinished replacement left);
+// its config volume stays, so a later proxy resumes the same routes.
 func Remove(ctx context.Context, cli *client.Client) error {
-	for _, name := range []string{ContainerName, AsideName} {
+	for _, name := range []string{ContainerName, AsideName, FailedName} {
 		_, err := cli.ContainerRemove(ctx, name, client.ContainerRemoveOptions{Force: true})
 		if err != nil && !docker.IsNotFound(err) {
 			return err

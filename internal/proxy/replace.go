@@ -24,9 +24,14 @@ import (
 // settles it.
 const AsideName = ContainerName + "-previous"
 
-// stopTimeout is how long a stopping proxy may finish the requests in flight before it is
-// killed. Its listeners are closed meanwhile, so this bounds the outage it can add.
-const stopTimeout = 10
+// FailedName holds a replacement that did not come up, stopped, while the old proxy comes back
+// and its logs are read; then it is removed.
+const FailedName = ContainerName + "-failed"
+
+// stopTimeout is how long (seconds) a proxy being replaced may finish the requests in flight
+// before it is killed. Its listeners close at once, so every second of it is a second more of
+// refused connections for everyone else: it is short.
+const stopTimeout = 2
 
 // Observed is the proxy a host runs.
 type Observed struct {
@@ -38,6 +43,8 @@ type Observed struct {
 	// Aside is a proxy set aside by a replacement that did not finish.
 	Aside   bool
 	AsideID string
+	// Failed is a replacement that did not come up and was not removed yet.
+	Failed bool
 }
 
 // Observe inspects the proxy containers of a host.
@@ -55,12 +62,19 @@ func Observe(ctx context.Context, cli *client.Client) (Observed, error) {
 	case !docker.IsNotFound(err):
 		return o, err
 	}
-	aside, err := cli.ContainerInspect(ctx, AsideName, client.ContainerInspectOptions{})
-	switch {
-	case err == nil:
-		o.Aside, o.AsideID = true, aside.Container.ID
-	case !docker.IsNotFound(err):
+	others, err := cli.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: client.Filters{}.Add("name", ContainerName+"-")})
+	if err != nil {
 		return o, err
+	}
+	for _, c := range others.Items {
+		for _, n := range c.Names {
+			switch strings.TrimPrefix(n, "/") {
+			case AsideName:
+				o.Aside, o.AsideID = true, c.ID
+			case FailedName:
+				o.Failed = true
+			}
+		}
 	}
 	return o, nil
 }
@@ -205,6 +219,10 @@ func Replace(ctx context.Context, cli *client.Client, admin *Admin, s Settings, 
 	if cur.Aside {
 		return Replaced{}, fmt.Errorf("%s exists: an earlier replacement is unfinished", AsideName)
 	}
+	// A failed replacement the controller did not get to remove.
+	if _, err := cli.ContainerRemove(ctx, FailedName, client.ContainerRemoveOptions{Force: true}); err != nil && !docker.IsNotFound(err) {
+		return Replaced{}, err
+	}
 	res := Replaced{OldID: cur.ID, OldImage: cur.Image}
 	fail := func(reason string) (Replaced, error) {
 		return res, &UpgradeError{Image: s.Image, Reason: reason, ExitCode: -1, Restored: true}
@@ -274,15 +292,26 @@ func Replace(ctx context.Context, cli *client.Client, admin *Admin, s Settings, 
 	}
 	uerr := &UpgradeError{Image: s.Image, Reason: reason, ExitCode: exitCode}
 	rctx := context.WithoutCancel(ctx)
+	// The failed one steps out of the way (its logs read once the old proxy serves again).
+	drop := newID
 	if newID != "" {
-		uerr.LastLog = LastLogLine(rctx, cli, newID)
+		zero := 0
+		if _, err := cli.ContainerRename(rctx, newID, client.ContainerRenameOptions{NewName: FailedName}); err == nil {
+			_, _ = cli.ContainerStop(rctx, newID, client.ContainerStopOptions{Timeout: &zero})
+			drop = ""
+		} else {
+			uerr.LastLog = LastLogLine(rctx, cli, newID) // before restoreAside removes it
+		}
 	}
-	st.done("logs")
-	uerr.RestoreErr = restoreAside(rctx, cli, admin, cur.ID, newID, cur.Running, within)
+	uerr.RestoreErr = restoreAside(rctx, cli, admin, cur.ID, drop, cur.Running, within)
 	uerr.Restored = uerr.RestoreErr == nil
 	st.done("restore")
 	if cur.Running {
 		uerr.Outage, uerr.Steps = time.Since(t0), st.b.String()
+	}
+	if newID != "" && drop == "" {
+		uerr.LastLog = LastLogLine(rctx, cli, newID)
+		_, _ = cli.ContainerRemove(rctx, newID, client.ContainerRemoveOptions{Force: true})
 	}
 	return res, uerr
 }
@@ -334,12 +363,20 @@ const (
 
 // Recover settles a replacement that was interrupted (the controller stopped mid-way): when a
 // proxy with settings s runs and answers within `within`, the one set aside is removed;
-// otherwise whatever runs under ContainerName goes and the one set aside comes back. It does
-// nothing when no proxy is set aside.
+// otherwise whatever runs under ContainerName goes and the one set aside comes back. A failed
+// replacement left behind is removed. It does nothing when neither is there.
 func Recover(ctx context.Context, cli *client.Client, admin *Admin, s Settings, within time.Duration) (Recovered, error) {
 	o, err := Observe(ctx, cli)
-	if err != nil || !o.Aside {
+	if err != nil {
 		return RecoverNone, err
+	}
+	if o.Failed {
+		if _, err := cli.ContainerRemove(ctx, FailedName, client.ContainerRemoveOptions{Force: true}); err != nil && !docker.IsNotFound(err) {
+			return RecoverNone, err
+		}
+	}
+	if !o.Aside {
+		return RecoverNone, nil
 	}
 	if o.Exists && o.Running && o.Hash == s.Hash() {
 		if reason, _ := waitUp(ctx, cli, admin, o.ID, nil, time.Now().Add(within), within); reason == "" {

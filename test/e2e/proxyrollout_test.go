@@ -164,8 +164,11 @@ func TestProxyRolloutGoesHostByHostAndHaltsOnABrokenImage(t *testing.T) {
 	noneAside := func() {
 		t.Helper()
 		for _, i := range webHosts {
-			if contains(containerNames(t, env.Host(i)), proxy.AsideName) {
-				t.Errorf("host %d still has %s", i, proxy.AsideName)
+			names := containerNames(t, env.Host(i))
+			for _, leftover := range []string{proxy.AsideName, proxy.FailedName} {
+				if contains(names, leftover) {
+					t.Errorf("host %d still has %s", i, leftover)
+				}
 			}
 		}
 	}
