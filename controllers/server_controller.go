@@ -94,8 +94,12 @@ func (r *ServerReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 				s.host = host
 				return nil, nil
 			},
-			func(ctx context.Context, s *serverScope) (*ctrl.Result, error) { return r.reconcileDocker(ctx, s.srv, s.host) },
-			func(ctx context.Context, s *serverScope) (*ctrl.Result, error) { return r.reconcileProxy(ctx, s.srv, s.host) },
+			func(ctx context.Context, s *serverScope) (*ctrl.Result, error) {
+				return r.reconcileDocker(ctx, s.srv, s.host)
+			},
+			func(ctx context.Context, s *serverScope) (*ctrl.Result, error) {
+				return r.reconcileProxy(ctx, s.srv, s.host)
+			},
 			func(_ context.Context, s *serverScope) (*ctrl.Result, error) {
 				conditions.MarkReady(&s.srv.Status.Conditions, s.srv.Generation, kamalv1.ReasonReconciled, "connected, Docker and proxy ready")
 				return done(ctrl.Result{RequeueAfter: serverResync})
