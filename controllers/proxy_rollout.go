@@ -48,7 +48,7 @@ const (
 	// old one comes back.
 	proxyUpgradeWithin = 20 * time.Second
 	// proxyUpgradeTimeout bounds a whole replacement, the image pull included.
-	proxyUpgradeTimeout = 5 * time.Minute
+	proxyUpgradeTimeout = pullTimeout + 5*time.Minute
 	// Safety nets: a Server that waits or is held is woken when the rollout moves on.
 	proxyWaitRequeue = 10 * time.Second
 	proxyHeldRequeue = time.Minute
@@ -165,12 +165,11 @@ func gateProxyUpgrade(self string, fleet []fleetProxy) proxyVerdict {
 	}
 	for _, f := range fleet {
 		if f.Key != self && f.halted() {
-			msg := "the proxy rollout halted on " + f.Key
+			msg := "held: the proxy rollout halted on " + f.Key + " (change the proxy image or settings to retry)"
 			if f.FailMsg != "" {
 				msg += ": " + f.FailMsg
 			}
-			return proxyVerdict{Reason: kamalv1.ReasonProxyUpgradeHeld, Host: f.Key,
-				Message: "held: " + msg + " (change the proxy image or settings to retry)"}
+			return proxyVerdict{Reason: kamalv1.ReasonProxyUpgradeHeld, Host: f.Key, Message: msg}
 		}
 	}
 	for _, f := range fleet {
@@ -244,7 +243,8 @@ func (r *ServerReconciler) convergeProxy(ctx context.Context, srv *kamalv1.Serve
 		// the cache has not caught up (a failure must not be retried for want of it).
 		rec.applyTo(srv)
 	}
-	opCtx, cancel := context.WithTimeout(ctx, hostOpTimeout)
+	// Sized for a first pull of the proxy image on a slow link.
+	opCtx, cancel := context.WithTimeout(ctx, pullTimeout+time.Minute)
 	defer cancel()
 
 	obs, err := proxy.Observe(opCtx, host.Docker)
@@ -281,11 +281,16 @@ func (r *ServerReconciler) convergeProxy(ctx context.Context, srv *kamalv1.Serve
 			return r.proxyFailed(srv, err.Error())
 		}
 	}
-	if host.Dialer.ViaStdio() {
-		// The admin socket is out of reach: nothing can be checked, so nothing is replaced.
-		return r.proxyFailed(srv, "sshd refuses stream-local forwarding (AllowStreamLocalForwarding), so the proxy's admin socket "+proxy.AdminSocket+" is out of reach")
-	}
 	readyErr := proxyAnswers(opCtx, host)
+	if host.Dialer.ViaStdio() {
+		if readyErr != nil {
+			// The admin socket is out of reach: nothing can be checked, so nothing is replaced.
+			return r.proxyFailed(srv, "sshd refuses stream-local forwarding (AllowStreamLocalForwarding), so the proxy's admin socket "+proxy.AdminSocket+" is out of reach")
+		}
+		// The admin socket answers, so sshd forwards streams: the dial-stdio fallback was
+		// taken while the engine was down. Go back to the engine's socket.
+		host.Dialer.PreferSocket()
+	}
 	srv.Status.ProxyImage, srv.Status.ProxyHash = obs.Image, obs.Hash
 
 	if obs.Hash == want {
@@ -325,27 +330,22 @@ func (r *ServerReconciler) convergeProxy(ctx context.Context, srv *kamalv1.Serve
 
 	before := srv.DeepCopy()
 	ro.mu.Lock()
-	var verdict proxyVerdict
-	if readyErr != nil {
-		// The old proxy does not answer: there is no ingress to lose by replacing it now.
+	all, err := r.fleetProxies(ctx, srv, ro.known)
+	if err != nil {
+		ro.mu.Unlock()
+		return nil, err
+	}
+	verdict := gateProxyUpgrade(serverKey(srv), all)
+	if readyErr != nil && verdict.Reason != kamalv1.ReasonProxyUpgradeHeld {
+		// The old proxy does not answer: no ingress to lose by replacing it out of turn.
 		verdict = proxyVerdict{Go: true}
-	} else {
-		all, err := r.fleetProxies(ctx, srv, ro.known)
-		if err != nil {
-			ro.mu.Unlock()
-			return nil, err
-		}
-		verdict = gateProxyUpgrade(serverKey(srv), all)
 	}
 	if !verdict.Go {
 		ro.mu.Unlock()
-		prev := meta.FindStatusCondition(srv.Status.Conditions, kamalv1.ConditionProxyUpgrade)
 		conditions.Set(&srv.Status.Conditions, gen, kamalv1.ConditionProxyUpgrade, metav1.ConditionFalse, verdict.Reason, verdict.Message+"; "+oldMsg)
 		ro.note(srv)
 		if verdict.Reason == kamalv1.ReasonProxyUpgradeHeld {
-			if prev == nil || prev.Reason != verdict.Reason {
-				r.Recorder.Eventf(srv, nil, corev1.EventTypeWarning, kamalv1.ReasonProxyUpgradeHeld, "Proxy", "%s", verdict.Message)
-			}
+			// Ready's transition records the event.
 			conditions.MarkStalled(&srv.Status.Conditions, gen, verdict.Reason, verdict.Message)
 			return &ctrl.Result{RequeueAfter: proxyHeldRequeue}, nil
 		}
@@ -381,14 +381,13 @@ func (r *ServerReconciler) convergeProxy(ctx context.Context, srv *kamalv1.Serve
 		return nil, nil
 	case errors.As(err, &upErr):
 		srv.Status.ProxyFailedHash = want
-		msg := "proxy upgrade failed: " + upErr.Error()
+		msg := "proxy upgrade failed: " + upErr.Error() + "; the proxy rollout is halted"
 		conditions.Set(&srv.Status.Conditions, gen, kamalv1.ConditionProxyUpgrade, metav1.ConditionFalse, kamalv1.ReasonProxyUpgradeFailed, msg)
 		if !upErr.Restored {
 			conditions.Set(&srv.Status.Conditions, gen, kamalv1.ConditionProxyReady, metav1.ConditionFalse, kamalv1.ReasonProxyFailed, msg)
 		}
-		conditions.MarkStalled(&srv.Status.Conditions, gen, kamalv1.ReasonProxyUpgradeFailed, msg)
+		conditions.MarkStalled(&srv.Status.Conditions, gen, kamalv1.ReasonProxyUpgradeFailed, msg) // and Ready's transition, the event
 		ro.note(srv)
-		r.Recorder.Eventf(srv, nil, corev1.EventTypeWarning, kamalv1.ReasonProxyUpgradeFailed, "Proxy", "%s; the proxy rollout is halted on every Server", msg)
 		ctrl.LoggerFrom(ctx).Info("proxy upgrade failed", "server", serverKey(srv), "image", settings.Image, "outage", upErr.Outage, "steps", upErr.Steps)
 		r.wakeProxyWaiters(ctx, srv)
 		return &ctrl.Result{RequeueAfter: serverResync}, nil

@@ -46,7 +46,7 @@ func TestGateProxyUpgrade(t *testing.T) {
 		{"anyone mid-upgrade holds, even later in order", "a/web-1", []fleetProxy{up("a/web-1", "new"), upgrading},
 			proxyVerdict{Reason: kamalv1.ReasonProxyUpgradeWaiting, Host: "b/web-1", Message: "b/web-1 is being replaced"}},
 		{"a halt holds everyone", "b/web-2", []fleetProxy{up("b/web-2", "new"), failed, up("a/web-3", "new")},
-			proxyVerdict{Reason: kamalv1.ReasonProxyUpgradeHeld, Host: "a/web-1", Message: "halted on a/web-1: exited (exit code 1)"}},
+			proxyVerdict{Reason: kamalv1.ReasonProxyUpgradeHeld, Host: "a/web-1", Message: "halted on a/web-1 (change the proxy image or settings to retry): exited (exit code 1)"}},
 		{"a halt outranks a wait", "b/web-2", []fleetProxy{up("b/web-2", "new"), upgrading, failed},
 			proxyVerdict{Reason: kamalv1.ReasonProxyUpgradeHeld, Host: "a/web-1"}},
 		{"new settings on the failed host lift the halt", "b/web-2", []fleetProxy{up("b/web-2", "newer"), retried},

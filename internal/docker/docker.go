@@ -56,6 +56,14 @@ func (d *Dialer) ViaStdio() bool {
 	return d.useStdio
 }
 
+// PreferSocket makes the next dial try the engine's socket again, for a dialer that fell back
+// to dial-stdio while the engine was down.
+func (d *Dialer) PreferSocket() {
+	d.mu.Lock()
+	d.lastProbe = time.Time{}
+	d.mu.Unlock()
+}
+
 // DialContext opens one stream to the engine; the HTTP client pools them.
 func (d *Dialer) DialContext(ctx context.Context, _, _ string) (net.Conn, error) {
 	d.mu.Lock()

@@ -328,7 +328,7 @@ func waitUp(ctx context.Context, cli *client.Client, admin *Admin, id string, be
 		if st := ins.Container.State; st != nil && (!st.Running || st.Restarting) {
 			return "exited before its admin API answered", st.ExitCode
 		}
-		actx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		actx, cancel := context.WithTimeout(ctx, time.Second)
 		last = admin.Ready(actx)
 		if last == nil && before != nil {
 			var after RouteState
