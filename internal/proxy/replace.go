@@ -145,6 +145,9 @@ type steps struct {
 func (s *steps) start() { s.last = time.Now() }
 
 func (s *steps) done(name string) {
+	if s == nil {
+		return
+	}
 	now := time.Now()
 	if s.b.Len() > 0 {
 		s.b.WriteString(", ")
@@ -257,7 +260,7 @@ func Replace(ctx context.Context, cli *client.Client, admin *Admin, s Settings, 
 	newID, err := createProxy(ctx, cli, opts)
 	if err != nil {
 		uerr := &UpgradeError{Image: s.Image, Reason: "cannot be created: " + err.Error(), ExitCode: -1}
-		uerr.RestoreErr = restoreAside(context.WithoutCancel(ctx), cli, admin, cur.ID, "", cur.Running, within)
+		uerr.RestoreErr = restoreAside(context.WithoutCancel(ctx), cli, admin, cur.ID, "", cur.Running, within, nil)
 		uerr.Restored = uerr.RestoreErr == nil
 		return res, uerr
 	}
@@ -268,7 +271,7 @@ func Replace(ctx context.Context, cli *client.Client, admin *Admin, s Settings, 
 	if cur.Running {
 		timeout := stopTimeout
 		if _, err := cli.ContainerStop(ctx, cur.ID, client.ContainerStopOptions{Timeout: &timeout}); err != nil {
-			rerr := restoreAside(context.WithoutCancel(ctx), cli, admin, cur.ID, newID, true, within)
+			rerr := restoreAside(context.WithoutCancel(ctx), cli, admin, cur.ID, newID, true, within, nil)
 			return res, errors.Join(fmt.Errorf("stopping the old %s: %w", ContainerName, err), rerr)
 		}
 		st.done("stop")
@@ -297,15 +300,16 @@ func Replace(ctx context.Context, cli *client.Client, admin *Admin, s Settings, 
 	if newID != "" {
 		zero := 0
 		if _, err := cli.ContainerRename(rctx, newID, client.ContainerRenameOptions{NewName: FailedName}); err == nil {
+			st.done("rename new aside")
 			_, _ = cli.ContainerStop(rctx, newID, client.ContainerStopOptions{Timeout: &zero})
+			st.done("stop new")
 			drop = ""
 		} else {
 			uerr.LastLog = LastLogLine(rctx, cli, newID) // before restoreAside removes it
 		}
 	}
-	uerr.RestoreErr = restoreAside(rctx, cli, admin, cur.ID, drop, cur.Running, within)
+	uerr.RestoreErr = restoreAside(rctx, cli, admin, cur.ID, drop, cur.Running, within, &st)
 	uerr.Restored = uerr.RestoreErr == nil
-	st.done("restore")
 	if cur.Running {
 		uerr.Outage, uerr.Steps = time.Since(t0), st.b.String()
 	}
@@ -390,12 +394,12 @@ func Recover(ctx context.Context, cli *client.Client, admin *Admin, s Settings, 
 	if o.Exists {
 		drop = o.ID
 	}
-	return RecoverRestored, restoreAside(ctx, cli, admin, o.AsideID, drop, true, within)
+	return RecoverRestored, restoreAside(ctx, cli, admin, o.AsideID, drop, true, within, nil)
 }
 
 // restoreAside removes the container drop (when set) and puts the proxy set aside back under
 // its name, started when start is set, waiting until it answers.
-func restoreAside(ctx context.Context, cli *client.Client, admin *Admin, asideID, drop string, start bool, within time.Duration) error {
+func restoreAside(ctx context.Context, cli *client.Client, admin *Admin, asideID, drop string, start bool, within time.Duration, st *steps) error {
 	ctx, cancel := context.WithTimeout(ctx, within+30*time.Second)
 	defer cancel()
 	if drop != "" {
@@ -406,15 +410,18 @@ func restoreAside(ctx context.Context, cli *client.Client, admin *Admin, asideID
 	if _, err := cli.ContainerRename(ctx, asideID, client.ContainerRenameOptions{NewName: ContainerName}); err != nil {
 		return fmt.Errorf("renaming %s back: %w", AsideName, err)
 	}
+	st.done("rename old back")
 	if !start {
 		return nil
 	}
 	if _, err := cli.ContainerStart(ctx, asideID, client.ContainerStartOptions{}); err != nil {
 		return fmt.Errorf("starting the old %s: %w", ContainerName, err)
 	}
+	st.done("start old")
 	if reason, _ := waitUp(ctx, cli, admin, asideID, nil, time.Now().Add(within), within); reason != "" {
 		return fmt.Errorf("the old %s %s", ContainerName, reason)
 	}
+	st.done("old up")
 	return nil
 }
 

@@ -31,6 +31,7 @@ type portProbe struct {
 type probeSample struct {
 	start, at time.Time // sent, answered (or failed)
 	ok        bool
+	why       string // of a failure: "refused", "HTTP 502", …
 }
 
 // outage is a time a host's proxy did not answer: from its last answer before to its first
@@ -43,6 +44,8 @@ type outage struct {
 	failedTo       time.Time
 	failures       int
 	slowestSuccess time.Duration
+	kinds          map[string]int // failures by why
+	lastWhy        string
 }
 
 func (o outage) length() time.Duration { return o.to.Sub(o.from) }
@@ -67,13 +70,23 @@ func startPortProbe(hostName string) *portProbe {
 				req.Host = hostName
 				start := time.Now()
 				resp, err := c.Do(req)
-				ok := err == nil
-				if ok {
+				ok, why := err == nil, ""
+				switch {
+				case err != nil && strings.Contains(err.Error(), "connection refused"):
+					why = "refused"
+				case err != nil && strings.Contains(err.Error(), "reset by peer"):
+					why = "reset"
+				case err != nil && strings.Contains(err.Error(), "EOF"):
+					why = "EOF"
+				case err != nil:
+					why = err.Error()
+				default:
 					_, _ = ioDiscard(resp)
 					ok = resp.StatusCode == 200
+					why = fmt.Sprintf("HTTP %d", resp.StatusCode)
 				}
 				p.mu.Lock()
-				p.samples[i] = append(p.samples[i], probeSample{start, time.Now(), ok})
+				p.samples[i] = append(p.samples[i], probeSample{start, time.Now(), ok, why})
 				p.mu.Unlock()
 				time.Sleep(probeEvery)
 			}
@@ -93,13 +106,15 @@ func (p *portProbe) finish() []outage {
 		for _, s := range p.samples[i] {
 			switch {
 			case !s.ok && cur == nil:
-				cur = &outage{host: i, from: lastOK, failures: 1, failedFrom: s.start, failedTo: s.at}
+				cur = &outage{host: i, from: lastOK, failures: 1, failedFrom: s.start, failedTo: s.at, kinds: map[string]int{s.why: 1}, lastWhy: s.why}
 				if lastOK.IsZero() {
 					cur.from = s.start
 				}
 			case !s.ok:
 				cur.failures++
 				cur.failedTo = s.at
+				cur.kinds[s.why]++
+				cur.lastWhy = s.why
 			case cur != nil:
 				cur.to = s.at
 				cur.slowestSuccess = s.at.Sub(s.start)
@@ -213,8 +228,8 @@ func TestProxyRolloutGoesHostByHostAndHaltsOnABrokenImage(t *testing.T) {
 		if o.length() > 5*time.Second {
 			t.Errorf("host %d down for %s", o.host, o.length())
 		}
-		t.Logf("web-%d: no answer for %s as clients saw it (requests failing for %s, %d failed probes, the first answer after took %s); the controller says: %s",
-			k+1, o.length().Round(time.Millisecond), o.failedTo.Sub(o.failedFrom).Round(time.Millisecond), o.failures,
+		t.Logf("web-%d: no answer for %s as clients saw it (requests failing for %s: %v, the last %s; the first answer after took %s); the controller says: %s",
+			k+1, o.length().Round(time.Millisecond), o.failedTo.Sub(o.failedFrom).Round(time.Millisecond), o.kinds, o.lastWhy,
 			o.slowestSuccess.Round(time.Millisecond), framework.EventNote(k8s, ns, servers[k].Name, "ProxyUpgraded"))
 	}
 	noneAside()
@@ -254,7 +269,7 @@ func TestProxyRolloutGoesHostByHostAndHaltsOnABrokenImage(t *testing.T) {
 		if o.host != hostMain {
 			t.Errorf("host %d was down for %s though it is held", o.host, o.length())
 		} else {
-			t.Logf("web-1: no answer for %s during the failed try (%d failed probes)", o.length().Round(time.Millisecond), o.failures)
+			t.Logf("web-1: no answer for %s during the failed try (%v)", o.length().Round(time.Millisecond), o.kinds)
 		}
 	}
 	for _, s := range servers {
