@@ -281,21 +281,27 @@ func (r *ServerReconciler) convergeProxy(ctx context.Context, srv *kamalv1.Serve
 			return r.proxyFailed(srv, err.Error())
 		}
 	}
-	readyErr := proxyAnswers(opCtx, host)
+	var readyErr error
 	if host.Dialer.ViaStdio() {
-		if readyErr != nil {
+		// One look, no wait: where sshd refuses stream forwarding, waiting cannot help.
+		if readyErr = host.Proxy.Ready(opCtx); readyErr != nil {
 			// The admin socket is out of reach: nothing can be checked, so nothing is replaced.
 			return r.proxyFailed(srv, "sshd refuses stream-local forwarding (AllowStreamLocalForwarding), so the proxy's admin socket "+proxy.AdminSocket+" is out of reach")
 		}
 		// The admin socket answers, so sshd forwards streams: the dial-stdio fallback was
 		// taken while the engine was down. Go back to the engine's socket.
 		host.Dialer.PreferSocket()
+	} else {
+		readyErr = proxyAnswers(opCtx, host)
 	}
 	srv.Status.ProxyImage, srv.Status.ProxyHash = obs.Image, obs.Hash
 
 	if obs.Hash == want {
 		if readyErr != nil {
 			return r.proxyFailed(srv, "proxy admin API does not answer: "+readyErr.Error())
+		}
+		if _, err := proxy.ApplyRestartPolicy(opCtx, host.Docker, obs, settings); err != nil {
+			return r.proxyFailed(srv, "setting the proxy's restart policy: "+err.Error())
 		}
 		wasBusy := proxyRecordOf(srv)
 		srv.Status.ProxyFailedHash = ""

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/moby/moby/api/pkg/stdcopy"
+	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/client"
 
 	kamalv1 "github.com/kamal-operator/kamal-operator/api/v1alpha1"
@@ -40,6 +41,8 @@ type Observed struct {
 	Image   string // the image reference it was created from
 	Hash    string // the hash of its settings (Settings.Hash)
 	Running bool
+	// RestartPolicy of the container ("no" while a replacement is on trial).
+	RestartPolicy container.RestartPolicy
 	// Aside is a proxy set aside by a replacement that did not finish.
 	Aside   bool
 	AsideID string
@@ -59,6 +62,9 @@ func Observe(ctx context.Context, cli *client.Client) (Observed, error) {
 			o.Image, o.Hash = c.Config.Image, c.Config.Labels[kamalv1.LabelSpecHash]
 		}
 		o.Running = c.State != nil && c.State.Running
+		if c.HostConfig != nil {
+			o.RestartPolicy = c.HostConfig.RestartPolicy
+		}
 	case !docker.IsNotFound(err):
 		return o, err
 	}
@@ -257,6 +263,10 @@ func Replace(ctx context.Context, cli *client.Client, admin *Admin, s Settings, 
 	if _, err := cli.ContainerRename(ctx, cur.ID, client.ContainerRenameOptions{NewName: AsideName}); err != nil {
 		return res, fmt.Errorf("setting the old %s aside: %w", ContainerName, err)
 	}
+	// On trial, the new one is not restarted by Docker: one that exits stays exited (its exit
+	// code and logs at hand), instead of holding the container in a restart loop.
+	policy := opts.HostConfig.RestartPolicy
+	opts.HostConfig.RestartPolicy = container.RestartPolicy{Name: container.RestartPolicyDisabled}
 	newID, err := createProxy(ctx, cli, opts)
 	if err != nil {
 		uerr := &UpgradeError{Image: s.Image, Reason: "cannot be created: " + err.Error(), ExitCode: -1}
@@ -287,6 +297,10 @@ func Replace(ctx context.Context, cli *client.Client, admin *Admin, s Settings, 
 	}
 	if reason == "" {
 		res.Outage, res.Steps = time.Since(t0), st.b.String()
+		if _, err := cli.ContainerUpdate(ctx, newID, client.ContainerUpdateOptions{RestartPolicy: &policy}); err != nil {
+			// The next pass sets it (ApplyRestartPolicy); the new proxy serves meanwhile.
+			return res, fmt.Errorf("setting the restart policy of the new %s: %w", ContainerName, err)
+		}
 		if _, err := cli.ContainerRemove(ctx, cur.ID, client.ContainerRemoveOptions{Force: true}); err != nil && !docker.IsNotFound(err) {
 			// The next Recover removes it: the new proxy runs the desired settings.
 			return res, fmt.Errorf("removing the old %s: %w", ContainerName, err)
@@ -423,6 +437,18 @@ func restoreAside(ctx context.Context, cli *client.Client, admin *Admin, asideID
 	}
 	st.done("old up")
 	return nil
+}
+
+// ApplyRestartPolicy gives the proxy (o, as observed) the restart policy of settings s when it
+// runs with another, as a replacement cut off while on trial does.
+func ApplyRestartPolicy(ctx context.Context, cli *client.Client, o Observed, s Settings) (bool, error) {
+	opts, err := s.CreateOptions()
+	if err != nil || !o.Exists || o.RestartPolicy == opts.HostConfig.RestartPolicy {
+		return false, err
+	}
+	policy := opts.HostConfig.RestartPolicy
+	_, err = cli.ContainerUpdate(ctx, o.ID, client.ContainerUpdateOptions{RestartPolicy: &policy})
+	return err == nil, err
 }
 
 // createProxy creates the proxy container with its initial config, not started.
