@@ -70,6 +70,7 @@ type accessoryScope struct {
 	hosts       map[string]*fleet.Host
 	unreachable map[string]string
 	statuses    []kamalv1.AccessoryServerStatus
+	refused     []*refProblem // per selected server: the registry refused the image
 	gcErr       error
 }
 
@@ -141,6 +142,7 @@ func (r *AccessoryReconciler) converge(ctx context.Context, s *accessoryScope) (
 		return nil, err
 	}
 	s.statuses = make([]kamalv1.AccessoryServerStatus, len(s.selected))
+	s.refused = make([]*refProblem, len(s.selected))
 	var wg sync.WaitGroup
 	for i, server := range s.selected {
 		h := s.hosts[server]
@@ -152,7 +154,7 @@ func (r *AccessoryReconciler) converge(ctx context.Context, s *accessoryScope) (
 		goSafe(func() error {
 			hctx, cancel := context.WithTimeout(ctx, pullTimeout+5*time.Minute)
 			defer cancel()
-			s.statuses[i] = r.convergeHost(hctx, s.a, s.spec, s.hash, s.auth, server, h)
+			s.statuses[i] = r.convergeHost(hctx, s.a, s.spec, s.hash, s.auth, server, h, &s.refused[i])
 			return nil
 		}, func(err error) {
 			if err != nil {
@@ -180,7 +182,7 @@ func (r *AccessoryReconciler) report(_ context.Context, s *accessoryScope) (*ctr
 	ready, failed, starting := 0, []string{}, []string{}
 	failReason := kamalv1.ReasonUnreachable
 	var pull *refProblem
-	for _, st := range s.statuses {
+	for i, st := range s.statuses {
 		switch st.State {
 		case kamalv1.TargetRunning:
 			ready++
@@ -192,8 +194,8 @@ func (r *AccessoryReconciler) report(_ context.Context, s *accessoryScope) (*ctr
 			}
 			failed = append(failed, st.Server+": "+st.Message)
 		}
-		if strings.HasPrefix(st.Message, pullFailedPrefix) && pull == nil {
-			pull = &refProblem{Reason: kamalv1.ReasonImagePullFailed, Message: st.Server + ": " + strings.TrimPrefix(st.Message, pullFailedPrefix)}
+		if p := s.refused[i]; p != nil && pull == nil {
+			pull = &refProblem{Reason: p.Reason, Message: st.Server + ": " + p.Message}
 		}
 	}
 	a.Status.Servers = s.statuses
@@ -218,9 +220,6 @@ func (r *AccessoryReconciler) report(_ context.Context, s *accessoryScope) (*ctr
 	conditions.MarkReady(&a.Status.Conditions, gen, kamalv1.ReasonReconciled, fmt.Sprintf("%s runs as %s on %d servers", a.Spec.Image, s.spec.ContainerName, ready))
 	return done(ctrl.Result{RequeueAfter: accessoryResync})
 }
-
-// pullFailedPrefix starts the message of a host whose pull the registry refused for good.
-const pullFailedPrefix = "image pull refused: "
 
 // resolve reads env values and file contents. Problems name the object and key, never a value.
 func (r *AccessoryReconciler) resolve(ctx context.Context, a *kamalv1.Accessory) (*accessory.Spec, *refProblem, error) {
@@ -296,7 +295,8 @@ func observeAccessory(ctx context.Context, h *fleet.Host, namespace, name string
 }
 
 // convergeHost brings one host to the desired container and says how it stands.
-func (r *AccessoryReconciler) convergeHost(ctx context.Context, a *kamalv1.Accessory, spec *accessory.Spec, hash, auth, server string, h *fleet.Host) kamalv1.AccessoryServerStatus {
+// refused is set when the registry refused the image for good.
+func (r *AccessoryReconciler) convergeHost(ctx context.Context, a *kamalv1.Accessory, spec *accessory.Spec, hash, auth, server string, h *fleet.Host, refused **refProblem) kamalv1.AccessoryServerStatus {
 	st := kamalv1.AccessoryServerStatus{Server: server, Container: spec.ContainerName}
 	fail := func(err error) kamalv1.AccessoryServerStatus {
 		st.State, st.Message = kamalv1.TargetFailed, err.Error()
@@ -322,9 +322,7 @@ func (r *AccessoryReconciler) convergeHost(ctx context.Context, a *kamalv1.Acces
 		pulled, err := docker.EnsureImage(pctx, cli, spec.Image, auth)
 		cancel()
 		if err != nil {
-			if p := pullProblem(classifyPull(err)); p != nil {
-				return fail(fmt.Errorf("%s%s", pullFailedPrefix, err.Error()))
-			}
+			*refused = pullProblem(classifyPull(err))
 			return fail(err)
 		}
 		if pulled {

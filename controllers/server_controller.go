@@ -158,9 +158,7 @@ func (r *ServerReconciler) connect(ctx context.Context, srv *kamalv1.Server) (*f
 		hk, err := fu.trustFirstKey(opCtx, target)
 		if err != nil {
 			if p := fu.mismatch(err, hk); p != nil {
-				r.markUnreachable(srv, p.Reason, p.Message)
-				conditions.MarkStalled(&srv.Status.Conditions, gen, p.Reason, p.Message)
-				return nil, ctrl.Result{RequeueAfter: afterMismatch(srv)}, nil
+				return r.refuseKey(srv, p)
 			}
 			msg := "trusting the host key on first use: " + err.Error()
 			r.markUnreachable(srv, kamalv1.ReasonUnreachable, msg)
@@ -178,10 +176,8 @@ func (r *ServerReconciler) connect(ctx context.Context, srv *kamalv1.Server) (*f
 		var mismatch *remote.HostKeyMismatchError
 		switch {
 		case errors.As(err, &mismatch):
-			msg := fmt.Sprintf("%s is not accepted: refusing to connect (%s)", mismatch.Presented(), fu.mismatchHint())
-			r.markUnreachable(srv, kamalv1.ReasonHostKeyMismatch, msg)
-			conditions.MarkStalled(&srv.Status.Conditions, gen, kamalv1.ReasonHostKeyMismatch, msg)
-			return nil, ctrl.Result{RequeueAfter: afterMismatch(srv)}, nil
+			return r.refuseKey(srv, &refProblem{Reason: kamalv1.ReasonHostKeyMismatch,
+				Message: fmt.Sprintf("%s is not accepted: refusing to connect (%s)", mismatch.Presented(), fu.mismatchHint())})
 		case remote.IsAuthFailure(err):
 			msg := fmt.Sprintf("the host refused the key of Secret %q for user %q: %v", srv.Spec.SSHKeySecretRef.Name, target.User, err)
 			r.markUnreachable(srv, kamalv1.ReasonAuthFailed, msg)
@@ -202,9 +198,7 @@ func (r *ServerReconciler) connect(ctx context.Context, srv *kamalv1.Server) (*f
 		if err := fu.keep(opCtx, hk); err != nil {
 			r.Fleet.Forget(key)
 			if p := fu.mismatch(err, hk); p != nil {
-				r.markUnreachable(srv, p.Reason, p.Message)
-				conditions.MarkStalled(&srv.Status.Conditions, gen, p.Reason, p.Message)
-				return nil, ctrl.Result{RequeueAfter: afterMismatch(srv)}, nil
+				return r.refuseKey(srv, p)
 			}
 			msg := "keeping the host key in the known-hosts store: " + err.Error()
 			r.markUnreachable(srv, kamalv1.ReasonPending, msg)
@@ -223,6 +217,14 @@ func (r *ServerReconciler) connect(ctx context.Context, srv *kamalv1.Server) (*f
 	}
 	conditions.Set(&srv.Status.Conditions, gen, kamalv1.ConditionReachable, metav1.ConditionTrue, kamalv1.ReasonConnected, "SSH session open, host key verified")
 	return host, ctrl.Result{}, nil
+}
+
+// refuseKey stalls a Server whose host presented a key that is not accepted; nothing ran on
+// the host. A trust-on-first-use Server looks again later (see afterMismatch).
+func (r *ServerReconciler) refuseKey(srv *kamalv1.Server, p *refProblem) (*fleet.Host, ctrl.Result, error) {
+	r.markUnreachable(srv, p.Reason, p.Message)
+	conditions.MarkStalled(&srv.Status.Conditions, srv.Generation, p.Reason, p.Message)
+	return nil, ctrl.Result{RequeueAfter: afterMismatch(srv)}, nil
 }
 
 // markUnreachable sets Reachable and the conditions that depend on it to False.
