@@ -122,6 +122,7 @@ func (r *DeploymentReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 		s := &deploymentScope{d: d, steps: map[string]opStep{}, failures: map[string]string{}}
 		return runPhases(ctx, s,
 			r.checkInputs,
+			r.checkClaims,
 			r.waitForDependencies,
 			r.observe,
 			r.collectGarbage,
@@ -675,6 +676,7 @@ func (r *DeploymentReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	c := mgr.GetClient()
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&kamalv1.Deployment{}).
+		Watches(&kamalv1.Deployment{}, claimRivals(c)).
 		Watches(&corev1.Secret{}, referrers(c, &kamalv1.DeploymentList{}, indexSecrets)).
 		Watches(&corev1.ConfigMap{}, referrers(c, &kamalv1.DeploymentList{}, indexConfigMaps)).
 		Watches(&kamalv1.Accessory{}, referrers(c, &kamalv1.DeploymentList{}, indexAccessories)).

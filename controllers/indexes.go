@@ -49,7 +49,7 @@ func SetupIndexes(ctx context.Context, mgr ctrl.Manager) error {
 			}
 		}
 	}
-	return nil
+	return setupClaimIndex(ctx, mgr)
 }
 
 // referrers maps a changed object to reconcile requests for the objects of list's kind that

@@ -30,6 +30,9 @@ const (
 	ReasonInvalidSpec       = "InvalidSpec"
 	ReasonServerNotFound    = "ServerNotFound"
 	ReasonNoServers         = "NoServers"
+	// ReasonHostConflict: another Deployment, created earlier, routes a host name (and path)
+	// this one claims on a proxy both use.
+	ReasonHostConflict = "HostConflict"
 	ReasonSuspended         = "Suspended"
 	ReasonAccessoryNotFound = "AccessoryNotFound"
 	ReasonPending           = "Pending"
