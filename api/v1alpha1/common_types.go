@@ -32,7 +32,7 @@ const (
 	ReasonNoServers         = "NoServers"
 	// ReasonHostConflict: another Deployment, created earlier, routes a host name (and path)
 	// this one claims on a proxy both use.
-	ReasonHostConflict = "HostConflict"
+	ReasonHostConflict      = "HostConflict"
 	ReasonSuspended         = "Suspended"
 	ReasonAccessoryNotFound = "AccessoryNotFound"
 	ReasonPending           = "Pending"
