@@ -17,6 +17,7 @@ import (
 
 	kamalv1 "github.com/kamal-operator/kamal-operator/api/v1alpha1"
 	"github.com/kamal-operator/kamal-operator/controllers"
+	"github.com/kamal-operator/kamal-operator/internal/tenancy"
 )
 
 var scheme = runtime.NewScheme()
@@ -33,6 +34,8 @@ func main() {
 		enableHTTP2            bool
 		proxyImage             string
 		namespace              string
+		guests                 tenancy.GuestPolicy
+		guestPaths             string
 	)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", "0", "Address of the metrics endpoint (e.g. :8443 for HTTPS, :8080 for HTTP); 0 turns it off.")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address of the health and readiness probes.")
@@ -41,11 +44,23 @@ func main() {
 	flag.BoolVar(&enableHTTP2, "enable-http2", false, "Allow HTTP/2 on the metrics server (off by default against HTTP/2 stream attacks).")
 	flag.StringVar(&proxyImage, "proxy-image", controllers.DefaultProxyImage, "Proxy (Caddy) image for Servers whose spec names none.")
 	flag.StringVar(&namespace, "namespace", defaultNamespace(), "The controller's own namespace, which holds the known-hosts store (ConfigMap "+controllers.KnownHostsConfigMap+") of host keys trusted on first use; default: $POD_NAMESPACE, else "+controllers.DefaultNamespace+".")
+	// The guest policy: what Deployments and Accessories placed on a Server of another namespace
+	// may ask of its host. Everything is refused by default.
+	flag.StringVar(&guestPaths, tenancy.FlagHostPathPrefixes, "", "Comma-separated host folders under which guests may bind host paths (volumes, absolute accessory directories); default: none.")
+	flag.BoolVar(&guests.Privileged, tenancy.FlagPrivileged, false, "Let guests run privileged containers.")
+	flag.BoolVar(&guests.CapAdd, tenancy.FlagCapAdd, false, "Let guests add Linux capabilities (options.capAdd).")
+	flag.BoolVar(&guests.Devices, tenancy.FlagDevices, false, "Let guests map host devices (options.devices).")
+	flag.BoolVar(&guests.NamedVolumes, tenancy.FlagNamedVolumes, false, "Let guests mount named Docker volumes, which every namespace on a host shares by name.")
 	opts := zap.Options{Development: false}
 	opts.BindFlags(flag.CommandLine)
 	flag.Parse()
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&opts)))
 	log := ctrl.Log.WithName("setup")
+	var err error
+	if guests.HostPathPrefixes, err = tenancy.ParseHostPathPrefixes(guestPaths); err != nil {
+		log.Error(err, "invalid guest policy")
+		os.Exit(1)
+	}
 
 	var tlsOpts []func(*tls.Config)
 	if !enableHTTP2 {
@@ -68,7 +83,7 @@ func main() {
 		os.Exit(1)
 	}
 	ctx := ctrl.SetupSignalHandler()
-	if _, err := controllers.Setup(ctx, mgr, controllers.Options{DefaultProxyImage: proxyImage, Namespace: namespace}); err != nil {
+	if _, err := controllers.Setup(ctx, mgr, controllers.Options{DefaultProxyImage: proxyImage, Namespace: namespace, Guests: guests}); err != nil {
 		log.Error(err, "unable to set up controllers")
 		os.Exit(1)
 	}

@@ -15,14 +15,15 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	kamalv1 "github.com/kamal-operator/kamal-operator/api/v1alpha1"
@@ -30,6 +31,7 @@ import (
 	"github.com/kamal-operator/kamal-operator/internal/conditions"
 	"github.com/kamal-operator/kamal-operator/internal/docker"
 	"github.com/kamal-operator/kamal-operator/internal/fleet"
+	"github.com/kamal-operator/kamal-operator/internal/tenancy"
 )
 
 // AccessoryFinalizer lets the controller remove an Accessory's containers (and, with
@@ -47,6 +49,8 @@ type AccessoryReconciler struct {
 	client.Client
 	Recorder events.EventRecorder
 	Fleet    *fleet.Fleet
+	// Guests is what an Accessory placed on a Server of another namespace may ask.
+	Guests tenancy.GuestPolicy
 
 	wake chan event.GenericEvent
 }
@@ -118,6 +122,9 @@ func (r *AccessoryReconciler) checkInputs(ctx context.Context, s *accessoryScope
 		return nil, err
 	}
 	s.selected = placed["servers"]
+	if problem := guestProblem(placed, func([]string) []tenancy.Violation { return r.Guests.CheckAccessory(&a.Spec) }); problem != nil {
+		return s.stall(problem)
+	}
 	if s.spec, problem, err = r.resolve(ctx, a); err != nil || problem != nil {
 		if problem != nil {
 			return s.stall(problem)
@@ -137,8 +144,11 @@ func (r *AccessoryReconciler) checkInputs(ctx context.Context, s *accessoryScope
 // converge brings every selected host to the desired container, in parallel, and removes the
 // container from Servers no longer selected (their data stays).
 func (r *AccessoryReconciler) converge(ctx context.Context, s *accessoryScope) (*ctrl.Result, error) {
-	var err error
-	if s.hosts, s.unreachable, err = connectServers(ctx, r.Client, r.Fleet, s.a.Namespace); err != nil {
+	guests, err := accessoryGuests(ctx, r.Client, s.a)
+	if err != nil {
+		return nil, err
+	}
+	if s.hosts, s.unreachable, err = connectServers(ctx, r.Client, r.Fleet, s.a.Namespace, guests...); err != nil {
 		return nil, err
 	}
 	s.statuses = make([]kamalv1.AccessoryServerStatus, len(s.selected))
@@ -518,7 +528,11 @@ func (r *AccessoryReconciler) reconcileDelete(ctx context.Context, a *kamalv1.Ac
 	if !controllerutil.ContainsFinalizer(a, AccessoryFinalizer) {
 		return ctrl.Result{}, nil
 	}
-	hosts, unreachable, err := connectServers(ctx, r.Client, r.Fleet, a.Namespace)
+	guests, err := accessoryGuests(ctx, r.Client, a)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	hosts, unreachable, err := connectServers(ctx, r.Client, r.Fleet, a.Namespace, guests...)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
@@ -532,7 +546,7 @@ func (r *AccessoryReconciler) reconcileDelete(ctx context.Context, a *kamalv1.Ac
 	}
 	for name := range unreachable {
 		var srv kamalv1.Server
-		if err := r.Get(ctx, types.NamespacedName{Namespace: a.Namespace, Name: name}, &srv); err == nil && !isStalled(srv.Status.Conditions) {
+		if err := r.Get(ctx, serverKeyOf(a.Namespace, name), &srv); err == nil && !isStalled(srv.Status.Conditions) {
 			r.event(a, corev1.EventTypeWarning, "CleanupPending", "waiting to remove the accessory from unreachable %s", joinSorted(unreachable))
 			return ctrl.Result{RequeueAfter: 10 * time.Second}, nil
 		} else if err != nil && !apierrors.IsNotFound(err) {
@@ -565,7 +579,8 @@ func (r *AccessoryReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		For(&kamalv1.Accessory{}).
 		Watches(&corev1.Secret{}, referrers(c, &kamalv1.AccessoryList{}, indexSecrets)).
 		Watches(&corev1.ConfigMap{}, referrers(c, &kamalv1.AccessoryList{}, indexConfigMaps)).
-		Watches(&kamalv1.Server{}, allInNamespace(c, &kamalv1.AccessoryList{})).
+		Watches(&kamalv1.Server{}, serverUsers(c, &kamalv1.AccessoryList{})).
+		Watches(&corev1.Namespace{}, namespaceGuests(c, &kamalv1.AccessoryList{}), builder.WithPredicates(predicate.LabelChangedPredicate{})).
 		WatchesRawSource(source.Channel(r.wake, &handler.EnqueueRequestForObject{})).
 		WithOptions(controller.Options{MaxConcurrentReconciles: 4}).
 		Named("accessory").

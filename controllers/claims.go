@@ -80,8 +80,8 @@ func claimRivals(c client.Client) handler.EventHandler {
 }
 
 // claimantOf is d's claims on the proxies of the Servers its roles are placed on (placed:
-// role → Server names in d's namespace). A Server stands for its host: there is one Server
-// object per host.
+// role → Server references, see serverRef). A Server stands for its host: there is one
+// Server object per host (a second one is a DuplicateServer and places nothing).
 func claimantOf(d *kamalv1.Deployment, roles map[string]*release.Proxy, placed map[string][]string) release.Claimant {
 	c := release.Claimant{Key: d.Namespace + "/" + d.Name, Created: d.CreationTimestamp.Time, UID: string(d.UID)}
 	hosts := map[string]bool{}
@@ -91,7 +91,7 @@ func claimantOf(d *kamalv1.Deployment, roles map[string]*release.Proxy, placed m
 		}
 		c.Claims = append(c.Claims, p.Claims()...)
 		for _, s := range placed[name] {
-			hosts[d.Namespace+"/"+s] = true
+			hosts[serverKeyOf(d.Namespace, s).String()] = true
 		}
 	}
 	c.Hosts = sortedKeys(hosts)

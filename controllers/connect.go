@@ -7,6 +7,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -20,26 +21,25 @@ import (
 // connectTimeout bounds connecting to a host that is not connected yet.
 const connectTimeout = 15 * time.Second
 
-// connectServers connects to every Server of the namespace in parallel; unreachable ones are
-// reported with the reason. Every Server is looked at, not only the selected ones: one no
-// longer selected may still run something to remove.
-func connectServers(ctx context.Context, c client.Client, f *fleet.Fleet, namespace string) (map[string]*fleet.Host, map[string]string, error) {
-	var servers kamalv1.ServerList
-	if err := c.List(ctx, &servers, client.InNamespace(namespace)); err != nil {
+// connectServers connects to every Server of the namespace, and to the Servers of other
+// namespaces in guests (serverRefs), in parallel; unreachable ones are reported with the reason,
+// both keyed by serverRef. Every Server is looked at, not only the selected ones: one no longer
+// selected may still run something to remove. A Server that duplicates another is never used:
+// its host is the other's, and what runs there belongs to the other's selection.
+func connectServers(ctx context.Context, c client.Client, f *fleet.Fleet, namespace string, guests ...string) (map[string]*fleet.Host, map[string]string, error) {
+	servers, err := usableServers(ctx, c, namespace, guests)
+	if err != nil {
 		return nil, nil, err
 	}
 	hosts := map[string]*fleet.Host{}
 	unreachable := map[string]string{}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
-	for i := range servers.Items {
-		srv := &servers.Items[i]
-		if !srv.DeletionTimestamp.IsZero() {
-			continue
-		}
+	for _, srv := range servers {
+		ref := serverRef(namespace, srv)
 		if h := f.Cached(serverKey(srv)); h != nil {
 			mu.Lock()
-			hosts[srv.Name] = h
+			hosts[ref] = h
 			mu.Unlock()
 			continue
 		}
@@ -48,7 +48,7 @@ func connectServers(ctx context.Context, c client.Client, f *fleet.Fleet, namesp
 		if c := meta.FindStatusCondition(srv.Status.Conditions, kamalv1.ConditionReachable); c != nil &&
 			c.Status == metav1.ConditionFalse && c.ObservedGeneration == srv.Generation {
 			mu.Lock()
-			unreachable[srv.Name] = c.Message
+			unreachable[ref] = c.Message
 			mu.Unlock()
 			continue
 		}
@@ -60,12 +60,12 @@ func connectServers(ctx context.Context, c client.Client, f *fleet.Fleet, namesp
 			if err != nil {
 				return err
 			}
-			hosts[srv.Name] = h
+			hosts[ref] = h
 			return nil
 		}, func(err error) {
 			if err != nil {
 				mu.Lock()
-				unreachable[srv.Name] = err.Error()
+				unreachable[ref] = err.Error()
 				mu.Unlock()
 			}
 			wg.Done()
@@ -73,6 +73,47 @@ func connectServers(ctx context.Context, c client.Client, f *fleet.Fleet, namesp
 	}
 	wg.Wait()
 	return hosts, unreachable, nil
+}
+
+// usableServers are the Servers connectServers looks at: not being deleted, not duplicates.
+// Whether a Server of another namespace allows this one is placement's to check (placeAll, before
+// anything is placed); one that no longer does is still looked at, so the object can remove what
+// it ran there — only its own containers, by their labels.
+func usableServers(ctx context.Context, c client.Reader, namespace string, guests []string) ([]*kamalv1.Server, error) {
+	var own kamalv1.ServerList
+	if err := c.List(ctx, &own, client.InNamespace(namespace)); err != nil {
+		return nil, err
+	}
+	candidates := make([]*kamalv1.Server, 0, len(own.Items)+len(guests))
+	for i := range own.Items {
+		candidates = append(candidates, &own.Items[i])
+	}
+	for _, ref := range guests {
+		srv := &kamalv1.Server{}
+		if err := c.Get(ctx, serverKeyOf(namespace, ref), srv); err != nil {
+			if apierrors.IsNotFound(err) {
+				continue
+			}
+			return nil, err
+		}
+		if srv.Namespace != namespace {
+			candidates = append(candidates, srv)
+		}
+	}
+	var out []*kamalv1.Server
+	for _, srv := range candidates {
+		if !srv.DeletionTimestamp.IsZero() {
+			continue
+		}
+		owner, _, err := hostOwner(ctx, c, srv)
+		if err != nil {
+			return nil, err
+		}
+		if owner == nil {
+			out = append(out, srv)
+		}
+	}
+	return out, nil
 }
 
 func connectServer(ctx context.Context, c client.Reader, f *fleet.Fleet, srv *kamalv1.Server) (*fleet.Host, error) {

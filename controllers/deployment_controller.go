@@ -19,12 +19,14 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	dockerclient "github.com/moby/moby/client"
@@ -34,6 +36,7 @@ import (
 	"github.com/kamal-operator/kamal-operator/internal/docker"
 	"github.com/kamal-operator/kamal-operator/internal/fleet"
 	"github.com/kamal-operator/kamal-operator/internal/release"
+	"github.com/kamal-operator/kamal-operator/internal/tenancy"
 )
 
 // DeploymentFinalizer lets the controller remove a Deployment's containers, routes and images
@@ -65,6 +68,8 @@ type DeploymentReconciler struct {
 	client.Client
 	Recorder events.EventRecorder
 	Fleet    *fleet.Fleet
+	// Guests is what a Deployment placed on a Server of another namespace may ask.
+	Guests tenancy.GuestPolicy
 
 	wake chan event.GenericEvent
 	ops  *targetOps
@@ -171,6 +176,9 @@ func (r *DeploymentReconciler) checkInputs(ctx context.Context, s *deploymentSco
 		}
 		return nil, err
 	}
+	if problem := guestProblem(s.placed, func(roles []string) []tenancy.Violation { return r.Guests.CheckDeployment(&d.Spec, roles) }); problem != nil {
+		return s.stall(problem)
+	}
 	if s.roles, s.revision, problem, err = r.resolveRoles(ctx, d); err != nil || problem != nil {
 		if problem != nil {
 			return s.stall(problem)
@@ -211,8 +219,11 @@ func (r *DeploymentReconciler) waitForDependencies(ctx context.Context, s *deplo
 // Every Server is looked at, not only the selected ones: one no longer selected may still run
 // an old container, which garbage collection removes.
 func (r *DeploymentReconciler) observe(ctx context.Context, s *deploymentScope) (*ctrl.Result, error) {
-	var err error
-	if s.hosts, s.unreachable, err = connectServers(ctx, r.Client, r.Fleet, s.d.Namespace); err != nil {
+	guests, err := deploymentGuests(ctx, r.Client, s.d)
+	if err != nil {
+		return nil, err
+	}
+	if s.hosts, s.unreachable, err = connectServers(ctx, r.Client, r.Fleet, s.d.Namespace, guests...); err != nil {
 		return nil, err
 	}
 	s.observed = map[string]map[string][]release.Observed{}
@@ -608,7 +619,11 @@ func (r *DeploymentReconciler) reconcileDelete(ctx context.Context, d *kamalv1.D
 	if n := r.ops.Running(d.Namespace, d.Name, ""); n > 0 {
 		return ctrl.Result{RequeueAfter: time.Second}, nil // let cancelled deploys end first
 	}
-	hosts, unreachable, err := connectServers(ctx, r.Client, r.Fleet, d.Namespace)
+	guests, err := deploymentGuests(ctx, r.Client, d)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	hosts, unreachable, err := connectServers(ctx, r.Client, r.Fleet, d.Namespace, guests...)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
@@ -628,7 +643,7 @@ func (r *DeploymentReconciler) reconcileDelete(ctx context.Context, d *kamalv1.D
 	if len(unreachable) > 0 {
 		var srv kamalv1.Server
 		for name := range unreachable {
-			if err := r.Get(ctx, types.NamespacedName{Namespace: d.Namespace, Name: name}, &srv); err == nil && !isStalled(srv.Status.Conditions) {
+			if err := r.Get(ctx, serverKeyOf(d.Namespace, name), &srv); err == nil && !isStalled(srv.Status.Conditions) {
 				r.Recorder.Eventf(d, nil, corev1.EventTypeWarning, "CleanupPending", "Delete", "waiting to remove containers from unreachable %s", joinSorted(unreachable))
 				return ctrl.Result{RequeueAfter: 10 * time.Second}, nil
 			} else if err != nil && !apierrors.IsNotFound(err) {
@@ -680,7 +695,8 @@ func (r *DeploymentReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Watches(&corev1.Secret{}, referrers(c, &kamalv1.DeploymentList{}, indexSecrets)).
 		Watches(&corev1.ConfigMap{}, referrers(c, &kamalv1.DeploymentList{}, indexConfigMaps)).
 		Watches(&kamalv1.Accessory{}, referrers(c, &kamalv1.DeploymentList{}, indexAccessories)).
-		Watches(&kamalv1.Server{}, allInNamespace(c, &kamalv1.DeploymentList{})).
+		Watches(&kamalv1.Server{}, serverUsers(c, &kamalv1.DeploymentList{})).
+		Watches(&corev1.Namespace{}, namespaceGuests(c, &kamalv1.DeploymentList{}), builder.WithPredicates(predicate.LabelChangedPredicate{})).
 		WatchesRawSource(source.Channel(r.wake, &handler.EnqueueRequestForObject{})).
 		WithOptions(controller.Options{MaxConcurrentReconciles: 4}).
 		Named("deployment").

@@ -49,7 +49,10 @@ func SetupIndexes(ctx context.Context, mgr ctrl.Manager) error {
 			}
 		}
 	}
-	return setupClaimIndex(ctx, mgr)
+	if err := setupClaimIndex(ctx, mgr); err != nil {
+		return err
+	}
+	return setupTenancyIndexes(ctx, mgr)
 }
 
 // referrers maps a changed object to reconcile requests for the objects of list's kind that
@@ -59,18 +62,6 @@ func referrers(c client.Client, list client.ObjectList, index string) handler.Ev
 		l := list.DeepCopyObject().(client.ObjectList)
 		if err := c.List(ctx, l, client.InNamespace(obj.GetNamespace()), client.MatchingFields{index: obj.GetName()}); err != nil {
 			ctrl.LoggerFrom(ctx).Error(err, "listing referrers", "index", index)
-			return nil
-		}
-		return requestsFor(l)
-	})
-}
-
-// allInNamespace maps a changed object to every object of list's kind in its namespace; used
-// for Servers, which Deployments may select by label.
-func allInNamespace(c client.Client, list client.ObjectList) handler.EventHandler {
-	return handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, obj client.Object) []reconcile.Request {
-		l := list.DeepCopyObject().(client.ObjectList)
-		if err := c.List(ctx, l, client.InNamespace(obj.GetNamespace())); err != nil {
 			return nil
 		}
 		return requestsFor(l)

@@ -11,33 +11,67 @@ import (
 	"github.com/kamal-operator/kamal-operator/internal/placement"
 )
 
-// placeAll resolves each named selector against the Servers of the namespace. A selector that
-// picks nothing is a problem that only a new or relabelled Server fixes, so it stalls.
+// placeAll resolves each named selector against the Servers of its namespace (the object's own,
+// or the one the selector names) and returns each selection's serverRefs. A selector that picks
+// nothing is a problem that only a new or relabelled Server fixes, so it stalls; so does a picked
+// Server of another namespace that does not allow the object's, and a picked Server that
+// duplicates another (see admission).
 func placeAll(ctx context.Context, c client.Reader, namespace string, selectors map[string]kamalv1.ServerSelector) (map[string][]string, *refProblem, error) {
-	var servers kamalv1.ServerList
-	if err := c.List(ctx, &servers, client.InNamespace(namespace)); err != nil {
-		return nil, nil, err
-	}
-	names := make([]string, 0, len(selectors))
-	for n := range selectors {
-		names = append(names, n)
-	}
-	sort.Strings(names)
+	byNamespace := map[string][]kamalv1.Server{}
+	adm := &admission{c: c, namespace: namespace}
 	out := make(map[string][]string, len(selectors))
-	for _, n := range names {
-		picked, missing, err := placement.Select(selectors[n], servers.Items)
+	for _, n := range sortedKeys(selectors) {
+		sel := selectors[n]
+		ns := selectorNamespace(namespace, sel)
+		servers, listed := byNamespace[ns]
+		if !listed {
+			var l kamalv1.ServerList
+			if err := c.List(ctx, &l, client.InNamespace(ns)); err != nil {
+				return nil, nil, err
+			}
+			servers, byNamespace[ns] = l.Items, l.Items
+		}
+		picked, missing, err := placement.Select(sel, servers)
 		if err != nil {
 			return nil, &refProblem{Reason: kamalv1.ReasonInvalidSpec, Message: fmt.Sprintf("%s: %v", n, err)}, nil
 		}
 		if len(missing) > 0 {
-			return nil, &refProblem{Reason: kamalv1.ReasonServerNotFound, Message: fmt.Sprintf("%s: Server %q not found", n, missing[0])}, nil
+			name := missing[0]
+			if ns != namespace {
+				name = ns + "/" + name
+			}
+			return nil, &refProblem{Reason: kamalv1.ReasonServerNotFound, Message: fmt.Sprintf("%s: Server %q not found", n, name)}, nil
 		}
 		if len(picked) == 0 {
-			return nil, &refProblem{Reason: kamalv1.ReasonNoServers, Message: fmt.Sprintf("%s: no Server matches", n)}, nil
+			where := ""
+			if ns != namespace {
+				where = " in namespace " + ns
+			}
+			return nil, &refProblem{Reason: kamalv1.ReasonNoServers, Message: fmt.Sprintf("%s: no Server%s matches", n, where)}, nil
 		}
-		out[n] = picked
+		for _, name := range picked {
+			srv := serverNamed(servers, name)
+			problem, err := adm.refuse(ctx, srv)
+			if err != nil {
+				return nil, nil, err
+			}
+			if problem != nil {
+				problem.Message = n + ": " + problem.Message
+				return nil, problem, nil
+			}
+			out[n] = append(out[n], serverRef(namespace, srv))
+		}
 	}
 	return out, nil, nil
+}
+
+func serverNamed(servers []kamalv1.Server, name string) *kamalv1.Server {
+	for i := range servers {
+		if servers[i].Name == name {
+			return &servers[i]
+		}
+	}
+	return nil
 }
 
 func sortedKeys[V any](m map[string]V) []string {

@@ -87,12 +87,19 @@ func (r *ServerReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 		reportInert(r.Recorder, srv, &srv.Status.Conditions, srv.Generation, inertServerFields(&srv.Spec))
 		return runPhases(ctx, &serverScope{srv: srv},
 			func(ctx context.Context, s *serverScope) (*ctrl.Result, error) {
+				forgetStaleFingerprint(s.srv)
+				return r.checkHostOwner(ctx, s.srv) // by address, before any dial
+			},
+			func(ctx context.Context, s *serverScope) (*ctrl.Result, error) {
 				host, res, err := r.connect(ctx, s.srv)
 				if host == nil {
 					return &res, err
 				}
 				s.host = host
 				return nil, nil
+			},
+			func(ctx context.Context, s *serverScope) (*ctrl.Result, error) {
+				return r.checkHostOwner(ctx, s.srv) // by host key, before anything runs
 			},
 			func(ctx context.Context, s *serverScope) (*ctrl.Result, error) {
 				return r.reconcileDocker(ctx, s.srv, s.host)
@@ -301,6 +308,13 @@ func (r *ServerReconciler) finalize(ctx context.Context, srv *kamalv1.Server) er
 		return nil
 	}
 	key := serverKey(srv)
+	if owner, _, err := hostOwner(ctx, r.Client, srv); err != nil {
+		return err
+	} else if owner != nil {
+		// A duplicate never touches the host, not even to clean up: it is the owner's.
+		r.Fleet.Forget(key)
+		return removeFinalizer(ctx, r.Client, srv, ServerFinalizer)
+	}
 	if err := r.cleanUpHost(ctx, srv); err != nil {
 		r.Recorder.Eventf(srv, nil, corev1.EventTypeWarning, "CleanupSkipped", "Delete", "proxy container left on the host: %v", err)
 	}
@@ -362,6 +376,7 @@ func (r *ServerReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		For(&kamalv1.Server{}).
 		Watches(&corev1.Secret{}, referrers(mgr.GetClient(), &kamalv1.ServerList{}, indexSecrets)).
 		Watches(&kamalv1.Server{}, referrers(mgr.GetClient(), &kamalv1.ServerList{}, indexServers)).
+		Watches(&kamalv1.Server{}, sameHost(mgr.GetClient())).
 		WatchesRawSource(source.Channel(r.wake, &handler.EnqueueRequestForObject{})).
 		Named("server").
 		Complete(r)

@@ -9,6 +9,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 
 	"github.com/kamal-operator/kamal-operator/internal/fleet"
+	"github.com/kamal-operator/kamal-operator/internal/tenancy"
 )
 
 // EventSource names the controller in the events it records.
@@ -26,6 +27,9 @@ type Options struct {
 	// known-hosts store, the ConfigMap KnownHostsConfigMap of host keys trusted on first use,
 	// so it must exist before a TrustOnFirstUse Server is first connected.
 	Namespace string
+	// Guests is what Deployments and Accessories placed on a Server of another namespace may
+	// ask of its host; the zero value allows nothing beyond an ordinary container.
+	Guests tenancy.GuestPolicy
 }
 
 // Setup registers the indexes and the three reconcilers with a manager, sharing one fleet of
@@ -43,10 +47,10 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) (*fleet.Fleet, e
 		KnownHostsNamespace: opts.Namespace}).SetupWithManager(mgr); err != nil {
 		return nil, err
 	}
-	if err := (&DeploymentReconciler{Client: mgr.GetClient(), Recorder: rec, Fleet: hosts}).SetupWithManager(mgr); err != nil {
+	if err := (&DeploymentReconciler{Client: mgr.GetClient(), Recorder: rec, Fleet: hosts, Guests: opts.Guests}).SetupWithManager(mgr); err != nil {
 		return nil, err
 	}
-	if err := (&AccessoryReconciler{Client: mgr.GetClient(), Recorder: rec, Fleet: hosts}).SetupWithManager(mgr); err != nil {
+	if err := (&AccessoryReconciler{Client: mgr.GetClient(), Recorder: rec, Fleet: hosts, Guests: opts.Guests}).SetupWithManager(mgr); err != nil {
 		return nil, err
 	}
 	return hosts, nil

@@ -36,6 +36,15 @@ const (
 	ReasonSuspended         = "Suspended"
 	ReasonAccessoryNotFound = "AccessoryNotFound"
 	ReasonPending           = "Pending"
+	// ReasonNamespaceNotAllowed: a selected Server of another namespace does not allow the
+	// object's namespace (its spec.allowedNamespaces).
+	ReasonNamespaceNotAllowed = "NamespaceNotAllowed"
+	// ReasonGuestPolicy: the object places on a Server of another namespace and asks for
+	// something the controller's guest policy refuses there.
+	ReasonGuestPolicy = "GuestPolicy"
+	// ReasonDuplicateServer: on a Server, another (older) Server manages the same host; on a
+	// Deployment or Accessory, a selected Server is such a duplicate.
+	ReasonDuplicateServer = "DuplicateServer"
 	// ReasonNotActedOn is the reason of the FieldsNotActedOn condition.
 	ReasonNotActedOn = "NotActedOn"
 )
@@ -54,12 +63,22 @@ const (
 	ManagerName     = "kamal-operator"
 )
 
-// ServerSelector picks Servers in the object's namespace: by name or by label, exactly one. An
-// empty selector is refused: it would match every Server of the namespace.
+// ServerSelector picks Servers: by name or by label, exactly one, in the object's own namespace
+// or in the one named by namespace. An empty selector is refused: it would match every Server of
+// the namespace.
 // +kubebuilder:validation:XValidation:rule="has(self.names) != has(self.selector)",message="set exactly one of servers.names or servers.selector"
 // +kubebuilder:validation:XValidation:rule="!has(self.selector) || (has(self.selector.matchLabels) && size(self.selector.matchLabels) > 0) || (has(self.selector.matchExpressions) && size(self.selector.matchExpressions) > 0)",message="servers.selector is empty and would match every Server of the namespace: use servers.names, or select by labels with matchLabels or matchExpressions"
 type ServerSelector struct {
-	// Names of Servers in the same namespace.
+	// Namespace of the Servers, when they are not in the object's own namespace (empty: the
+	// object's own). Every Server picked there must allow the object's namespace in its
+	// spec.allowedNamespaces, or the object is Stalled (NamespaceNotAllowed) and nothing is
+	// placed; the controller's guest policy then applies to the object.
+	// +optional
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	Namespace string `json:"namespace,omitempty"`
+
+	// Names of Servers in that namespace.
 	// +optional
 	// +listType=set
 	// +kubebuilder:validation:MinItems=1
@@ -68,7 +87,7 @@ type ServerSelector struct {
 	// +kubebuilder:validation:items:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
 	Names []string `json:"names,omitempty"`
 
-	// Selector matches Servers of the same namespace by their labels; it needs at least one
+	// Selector matches Servers of that namespace by their labels; it needs at least one
 	// matchLabels entry or matchExpressions term.
 	// +optional
 	Selector *metav1.LabelSelector `json:"selector,omitempty"`

@@ -138,6 +138,43 @@ type ServerSpec struct {
 	// +optional
 	// +kubebuilder:default={}
 	Proxy ServerProxy `json:"proxy,omitempty"`
+
+	// AllowedNamespaces says which namespaces' Deployments and Accessories may place on this
+	// Server, as a Gateway's allowedRoutes admits routes: Same (only this Server's namespace,
+	// the default), All, or the namespaces a label selector matches. This Server's own
+	// namespace is always allowed. Objects of another namespace place here by naming this
+	// namespace in their servers selection, and the controller's guest policy applies to them.
+	// +optional
+	// +kubebuilder:default={from: Same}
+	AllowedNamespaces *AllowedNamespaces `json:"allowedNamespaces,omitempty"`
+}
+
+// NamespacesFrom says which namespaces a Server admits.
+// +kubebuilder:validation:Enum=Same;All;Selector
+type NamespacesFrom string
+
+const (
+	// NamespacesFromSame admits only the Server's own namespace.
+	NamespacesFromSame NamespacesFrom = "Same"
+	// NamespacesFromAll admits every namespace.
+	NamespacesFromAll NamespacesFrom = "All"
+	// NamespacesFromSelector admits the namespaces whose labels the selector matches.
+	NamespacesFromSelector NamespacesFrom = "Selector"
+)
+
+// AllowedNamespaces admits the Deployments and Accessories of other namespaces onto a Server.
+// +kubebuilder:validation:XValidation:rule="(has(self.from) && self.from == 'Selector') == has(self.selector)",message="allowedNamespaces.selector is required when from is Selector, and only allowed then"
+// +kubebuilder:validation:XValidation:rule="!has(self.selector) || (has(self.selector.matchLabels) && size(self.selector.matchLabels) > 0) || (has(self.selector.matchExpressions) && size(self.selector.matchExpressions) > 0)",message="allowedNamespaces.selector is empty and would match every namespace: use from: All, or select by labels with matchLabels or matchExpressions"
+type AllowedNamespaces struct {
+	// From is Same, All or Selector.
+	// +optional
+	// +kubebuilder:default=Same
+	From NamespacesFrom `json:"from,omitempty"`
+
+	// Selector matches the labels of the Namespace objects admitted, with from Selector
+	// (e.g. kubernetes.io/metadata.name, which every namespace carries).
+	// +optional
+	Selector *metav1.LabelSelector `json:"selector,omitempty"`
 }
 
 // JumpHost is an SSH host that forwards the connection: another Server, or an address.
@@ -281,7 +318,8 @@ type ServerStatus struct {
 	CommonStatus `json:",inline"`
 
 	// HostKeyFingerprint is the SHA256 fingerprint of the host key accepted on the last
-	// connection.
+	// connection under the current spec. It identifies the host: a younger Server that sees the
+	// same key is a duplicate (DuplicateServer).
 	// +optional
 	HostKeyFingerprint string `json:"hostKeyFingerprint,omitempty"`
 

@@ -96,9 +96,7 @@ func Deployment(d *kamalv1.Deployment) []Ref {
 		if role.Proxy != nil && role.Proxy.SSLCertificateSecretRef != nil {
 			out = append(out, Ref{Kind: "Secret", Name: role.Proxy.SSLCertificateSecretRef.Name, SecretType: SecretTypeTLS, Field: f + ".proxy.sslCertificateSecretRef"})
 		}
-		for _, s := range role.Servers.Names {
-			out = append(out, Ref{Kind: "Server", Name: s, Field: f + ".servers"})
-		}
+		out = append(out, serverRefs(d.Namespace, role.Servers, f+".servers")...)
 	}
 	for _, a := range d.Spec.DependsOn {
 		out = append(out, Ref{Kind: "Accessory", Name: a.Name, Field: "spec.dependsOn"})
@@ -122,8 +120,19 @@ func Accessory(a *kamalv1.Accessory) []Ref {
 			out = append(out, Ref{Kind: "ConfigMap", Name: c.Name, Key: c.Key, Optional: isOptional(c.Optional), Field: field})
 		}
 	}
-	for _, s := range a.Spec.Servers.Names {
-		out = append(out, Ref{Kind: "Server", Name: s, Field: "spec.servers"})
+	out = append(out, serverRefs(a.Namespace, a.Spec.Servers, "spec.servers")...)
+	return out
+}
+
+// serverRefs are the Servers a selection names in the object's own namespace; Servers of another
+// namespace are placement's to check (they must also allow the object's namespace).
+func serverRefs(namespace string, sel kamalv1.ServerSelector, field string) []Ref {
+	if sel.Namespace != "" && sel.Namespace != namespace {
+		return nil
+	}
+	out := make([]Ref, 0, len(sel.Names))
+	for _, s := range sel.Names {
+		out = append(out, Ref{Kind: "Server", Name: s, Field: field})
 	}
 	return out
 }

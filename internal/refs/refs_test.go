@@ -110,3 +110,23 @@ func TestAccessoryFileRefs(t *testing.T) {
 		t.Errorf("file field missing: %+v", rs)
 	}
 }
+
+// Servers named in another namespace are placement's to check, not reference checks of the
+// object's own namespace; naming the own namespace explicitly is the same as leaving it out.
+func TestServerNamesOfAnotherNamespaceAreNotLocalRefs(t *testing.T) {
+	d := &kamalv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "team-a", Name: "app"},
+		Spec: kamalv1.DeploymentSpec{Roles: map[string]kamalv1.Role{
+			"web":  {Servers: kamalv1.ServerSelector{Namespace: "platform", Names: []string{"web-1"}}},
+			"jobs": {Servers: kamalv1.ServerSelector{Namespace: "team-a", Names: []string{"jobs-1"}}},
+		}},
+	}
+	if got := Names(Deployment(d), "Server"); !reflect.DeepEqual(got, []string{"jobs-1"}) {
+		t.Errorf("servers = %v, want only jobs-1 of the own namespace", got)
+	}
+	a := &kamalv1.Accessory{ObjectMeta: metav1.ObjectMeta{Namespace: "team-a"},
+		Spec: kamalv1.AccessorySpec{Servers: kamalv1.ServerSelector{Namespace: "platform", Names: []string{"db-1"}}}}
+	if got := Names(Accessory(a), "Server"); len(got) != 0 {
+		t.Errorf("servers = %v, want none", got)
+	}
+}
