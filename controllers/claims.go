@@ -143,6 +143,12 @@ func (r *DeploymentReconciler) checkClaims(ctx context.Context, s *deploymentSco
 	for name, role := range s.roles {
 		proxies[name] = role.Proxy
 	}
+	if problem, err := r.checkCatchAll(ctx, s.d, proxies, s.placed); err != nil || problem != nil {
+		if problem != nil {
+			return s.stall(problem)
+		}
+		return nil, err
+	}
 	self := claimantOf(s.d, proxies, s.placed)
 	if len(self.Claims) == 0 {
 		return nil, nil
@@ -161,4 +167,40 @@ func (r *DeploymentReconciler) checkClaims(ctx context.Context, s *deploymentSco
 	}
 	return s.stall(&refProblem{Reason: kamalv1.ReasonHostConflict, Message: strings.Join(parts, "; ") +
 		" (the earlier claimant owns a host name); nothing of this Deployment is routed until the claim is given up"})
+}
+
+// catchAllAdmits says whether a Server's proxy serves a route without host names of a
+// Deployment in namespace ns (Server.spec.proxy.catchAllFrom).
+func catchAllAdmits(srv *kamalv1.Server, ns string) bool {
+	switch srv.Spec.Proxy.CatchAllFrom {
+	case "All":
+		return true
+	case "None":
+		return false
+	default:
+		return srv.Namespace == ns
+	}
+}
+
+// checkCatchAll refuses a role routed without host names on a Server whose proxy does not
+// take catch-all routes from the Deployment's namespace: such a route answers every host
+// name nobody names, which is the Server owner's call.
+func (r *DeploymentReconciler) checkCatchAll(ctx context.Context, d *kamalv1.Deployment, proxies map[string]*release.Proxy, placed map[string][]string) (*refProblem, error) {
+	for _, role := range sortedKeys(proxies) {
+		if p := proxies[role]; p == nil || !p.CatchAll() {
+			continue
+		}
+		for _, ref := range placed[role] {
+			var srv kamalv1.Server
+			if err := r.Get(ctx, serverKeyOf(d.Namespace, ref), &srv); err != nil {
+				return nil, client.IgnoreNotFound(err)
+			}
+			if !catchAllAdmits(&srv, d.Namespace) {
+				return &refProblem{Reason: kamalv1.ReasonCatchAllNotAllowed, Message: fmt.Sprintf(
+					"role %s is routed without host names, which Server %s does not allow for namespace %s (spec.proxy.catchAllFrom); give the role proxy.hosts",
+					role, ref, d.Namespace)}, nil
+			}
+		}
+	}
+	return nil, nil
 }

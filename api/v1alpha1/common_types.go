@@ -30,9 +30,6 @@ const (
 	ReasonInvalidSpec       = "InvalidSpec"
 	ReasonServerNotFound    = "ServerNotFound"
 	ReasonNoServers         = "NoServers"
-	// ReasonHostConflict: another Deployment, created earlier, routes a host name (and path)
-	// this one claims on a proxy both use.
-	ReasonHostConflict      = "HostConflict"
 	ReasonSuspended         = "Suspended"
 	ReasonAccessoryNotFound = "AccessoryNotFound"
 	ReasonPending           = "Pending"
@@ -45,6 +42,12 @@ const (
 	// ReasonDuplicateServer: on a Server, another (older) Server manages the same host; on a
 	// Deployment or Accessory, a selected Server is such a duplicate.
 	ReasonDuplicateServer = "DuplicateServer"
+	// ReasonHostConflict: another Deployment, created earlier, routes a host name (and path)
+	// this one claims on a proxy both use.
+	ReasonHostConflict = "HostConflict"
+	// ReasonCatchAllNotAllowed: a role routed without host names is placed on a Server whose
+	// proxy.catchAllFrom does not admit the Deployment's namespace.
+	ReasonCatchAllNotAllowed = "CatchAllNotAllowed"
 	// ReasonNotActedOn is the reason of the FieldsNotActedOn condition.
 	ReasonNotActedOn = "NotActedOn"
 )

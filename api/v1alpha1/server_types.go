@@ -258,6 +258,14 @@ type ServerProxy struct {
 	// +kubebuilder:validation:XValidation:rule="self.matches('^[^@]{0,255}(:[A-Za-z0-9_.-]*)?(@.*)?$')",message="image name (registry and repository, without the tag) must be at most 255 characters"
 	Image string `json:"image,omitempty"`
 
+	// CatchAllFrom says whose routes without host names this proxy serves: such a route answers
+	// every host name no other route names. Same (the default): only Deployments of this
+	// Server's namespace; All: those of every namespace the Server admits; None: nobody's. A
+	// Deployment refused here is Stalled (CatchAllNotAllowed); give its proxy hosts.
+	// +optional
+	// +kubebuilder:validation:Enum=Same;All;None
+	CatchAllFrom string `json:"catchAllFrom,omitempty"`
+
 	// HTTPPort published on the host for HTTP.
 	// +optional
 	// +kubebuilder:default=80

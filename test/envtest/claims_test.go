@@ -69,3 +69,38 @@ func updateSpec(t *testing.T, d *kamalv1.Deployment, mut func(*kamalv1.Deploymen
 		return k8s.Update(context.Background(), d)
 	})
 }
+
+// A guest routed without host names would answer every host name nobody names on the
+// Server's proxy: only where the Server allows it.
+func TestGuestCatchAllNeedsTheServersConsent(t *testing.T) {
+	platform, guest := newNamespace(t), newNamespace(t)
+	ctx := context.Background()
+	srv := validServer(platform)
+	srv.Spec.AllowedNamespaces = &kamalv1.AllowedNamespaces{From: kamalv1.NamespacesFromAll}
+	if err := k8s.Create(ctx, srv); err != nil {
+		t.Fatal(err)
+	}
+	d := validDeployment(guest)
+	d.Spec.Roles = map[string]kamalv1.Role{"web": {Servers: kamalv1.ServerSelector{Namespace: platform, Names: []string{"web-1"}}}}
+	if err := k8s.Create(ctx, d); err != nil {
+		t.Fatal(err)
+	}
+	c := waitReady(t, d, func() []metav1.Condition { return d.Status.Conditions }, kamalv1.ReasonCatchAllNotAllowed)
+	if !strings.Contains(c.Message, "spec.proxy.catchAllFrom") || !strings.Contains(c.Message, platform+"/web-1") {
+		t.Errorf("message %q does not say which Server and setting", c.Message)
+	}
+	// With host names it places.
+	updateSpec(t, d, func(d *kamalv1.Deployment) { d.Spec.Proxy = &kamalv1.Proxy{Hosts: []string{"guest.example.com"}} })
+	waitReady(t, d, func() []metav1.Condition { return d.Status.Conditions }, kamalv1.ReasonUnreachable)
+	// Or once the Server takes catch-all routes from every namespace.
+	updateSpec(t, d, func(d *kamalv1.Deployment) { d.Spec.Proxy = nil })
+	waitReady(t, d, func() []metav1.Condition { return d.Status.Conditions }, kamalv1.ReasonCatchAllNotAllowed)
+	eventually(t, waitFor, func() error {
+		if err := k8s.Get(ctx, client.ObjectKeyFromObject(srv), srv); err != nil {
+			return err
+		}
+		srv.Spec.Proxy.CatchAllFrom = "All"
+		return k8s.Update(ctx, srv)
+	})
+	waitReady(t, d, func() []metav1.Condition { return d.Status.Conditions }, kamalv1.ReasonUnreachable)
+}
