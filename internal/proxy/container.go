@@ -1,7 +1,7 @@
 // Package proxy runs kamal-proxy, the per-host Caddy that routes HTTP to app containers, and
 // talks to its admin API. The admin API listens on a unix socket in a host folder, so only
 // the controller (through its SSH connection) and the host's root can reach it; app containers
-// on the kamal network cannot. Caddy's config autosaves into a volume and the container runs
+// cannot. Caddy's config autosaves into a volume and the container runs
 // `caddy run --resume`, so a restarted or recreated proxy keeps every route.
 package proxy
 
