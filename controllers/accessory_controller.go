@@ -239,12 +239,16 @@ func (r *AccessoryReconciler) resolve(ctx context.Context, a *kamalv1.Accessory)
 		return nil, p, err
 	}
 	s := &accessory.Spec{
-		Namespace: a.Namespace, Name: a.Name, ContainerName: a.Spec.ContainerName, Image: a.Spec.Image,
+		Namespace: a.Namespace, Name: a.Name, UID: string(a.UID), ContainerName: a.Spec.ContainerName, Image: a.Spec.Image,
 		Cmd: a.Spec.Cmd, Env: e.list(), Directories: a.Spec.Directories, Volumes: a.Spec.Volumes,
 		Labels: a.Spec.Labels, Options: a.Spec.Options, Logging: a.Spec.Logging,
 	}
 	if s.ContainerName == "" {
 		s.ContainerName = a.Name
+	}
+	if docker.ReservedName(s.ContainerName) {
+		// The API refuses these; this guards objects stored before it did.
+		return nil, &refProblem{Reason: kamalv1.ReasonInvalidSpec, Message: reservedNameMessage(s.ContainerName)}, nil
 	}
 	if a.Spec.Port != nil {
 		s.Port = a.Spec.Port.String()
@@ -298,7 +302,8 @@ func observeAccessory(ctx context.Context, h *fleet.Host, namespace, name string
 		out = append(out, accessory.Observed{
 			ID: c.ID, Name: containerName(c.Names), Hash: c.Labels[kamalv1.LabelSpecHash],
 			Running: c.State == container.StateRunning, Health: healthOf(c.Status),
-			Setup: c.Labels[kamalv1.LabelPrefix+"setup"] == "true",
+			Setup:    c.Labels[accessory.LabelSetup] == "true",
+			Networks: hostContainerOf(c).Networks,
 		})
 	}
 	return out, nil
@@ -317,17 +322,25 @@ func (r *AccessoryReconciler) convergeHost(ctx context.Context, a *kamalv1.Acces
 		st.State, st.Message = kamalv1.TargetUnreachable, err.Error()
 		return st
 	}
-	plan := accessory.PlanHost(obs, spec.ContainerName, hash)
+	plain, suffixed := spec.HostNames()
+	names := []string{plain, suffixed}
+	plan := accessory.PlanHost(obs, names, hash)
 	for _, o := range plan.Remove {
+		// Found by the accessory's own labels (observeAccessory): its own leftovers only.
 		if _, err := h.Docker.ContainerRemove(ctx, o.ID, dockerclient.ContainerRemoveOptions{Force: true}); err != nil && !docker.IsNotFound(err) {
 			return fail(fmt.Errorf("removing %s: %w", o.Name, err))
 		}
 	}
 	cli := h.Docker
+	name := plain
+	if plan.Current != nil {
+		name = plan.Current.Name
+	}
+	st.Container = name
 	switch plan.Action {
 	case accessory.ActionCreate, accessory.ActionRecreate:
 		// Everything that can fail or take long comes before the old container stops: the
-		// pull, the network, the files. The gap is one stop, one create and one start.
+		// pull, the name, the files. The gap is one stop, one create and one start.
 		pctx, cancel := context.WithTimeout(ctx, pullTimeout)
 		pulled, err := docker.EnsureImage(pctx, cli, spec.Image, auth)
 		cancel()
@@ -338,44 +351,56 @@ func (r *AccessoryReconciler) convergeHost(ctx context.Context, a *kamalv1.Acces
 		if pulled {
 			r.event(a, corev1.EventTypeNormal, "Pulled", "pulled %s on %s", spec.Image, server)
 		}
-		if err := docker.EnsureNetwork(ctx, cli, accessory.Network); err != nil {
-			return fail(err)
+		if plan.Current == nil {
+			if name, err = nameOnHost(ctx, cli, spec); err != nil {
+				return fail(err)
+			}
 		}
 		if err := writeAccessoryFiles(ctx, cli, spec); err != nil {
 			return fail(fmt.Errorf("writing files and folders: %w", err))
-		}
-		opts, err := spec.CreateOptions(hash)
-		if err != nil {
-			return fail(err)
 		}
 		start := time.Now()
 		if plan.Action == accessory.ActionRecreate {
 			stop := accessoryStopTimeout
 			if _, err := cli.ContainerStop(ctx, plan.Current.ID, dockerclient.ContainerStopOptions{Timeout: &stop}); err != nil && !docker.IsNotFound(err) {
-				return fail(fmt.Errorf("stopping %s: %w", spec.ContainerName, err))
+				return fail(fmt.Errorf("stopping %s: %w", name, err))
 			}
 			start = time.Now() // the accessory is down from here
 			if _, err := cli.ContainerRemove(ctx, plan.Current.ID, dockerclient.ContainerRemoveOptions{Force: true}); err != nil && !docker.IsNotFound(err) {
-				return fail(fmt.Errorf("removing %s: %w", spec.ContainerName, err))
+				return fail(fmt.Errorf("removing %s: %w", name, err))
 			}
 		}
-		created, err := cli.ContainerCreate(ctx, opts)
+		created, err := r.create(ctx, a, h, spec, hash, &name)
+		st.Container = name
 		if err != nil {
-			return fail(fmt.Errorf("creating %s: %w", spec.ContainerName, err))
+			return fail(err)
 		}
-		if _, err := cli.ContainerStart(ctx, created.ID, dockerclient.ContainerStartOptions{}); err != nil {
-			return fail(fmt.Errorf("starting %s: %w", spec.ContainerName, err))
+		if _, err := cli.ContainerStart(ctx, created, dockerclient.ContainerStartOptions{}); err != nil {
+			return fail(fmt.Errorf("starting %s: %w", name, err))
 		}
 		if plan.Action == accessory.ActionRecreate {
-			r.event(a, corev1.EventTypeNormal, "Recreated", "recreated %s on %s with the changed spec (down %s)", spec.ContainerName, server, time.Since(start).Round(time.Millisecond))
+			r.event(a, corev1.EventTypeNormal, "Recreated", "recreated %s on %s with the changed spec (down %s)", name, server, time.Since(start).Round(time.Millisecond))
 		} else {
-			r.event(a, corev1.EventTypeNormal, "Created", "started %s on %s", spec.ContainerName, server)
+			r.event(a, corev1.EventTypeNormal, "Created", "started %s on %s", name, server)
 		}
 	case accessory.ActionStart:
 		if _, err := cli.ContainerStart(ctx, plan.Current.ID, dockerclient.ContainerStartOptions{}); err != nil {
-			return fail(fmt.Errorf("starting %s: %w", spec.ContainerName, err))
+			return fail(fmt.Errorf("starting %s: %w", name, err))
 		}
-		r.event(a, corev1.EventTypeNormal, "Restarted", "started %s again on %s: it had stopped", spec.ContainerName, server)
+		r.event(a, corev1.EventTypeNormal, "Restarted", "started %s again on %s: it had stopped", name, server)
+	}
+	if plan.Action != accessory.ActionCreate && plan.Action != accessory.ActionRecreate && !slices.Contains(plan.Current.Networks, spec.Network()) {
+		// Made before namespaces had their own network: it joins its namespace's under the
+		// name apps reach it by (the Server controller then takes it off the shared one).
+		net, unlock, err := joinNetwork(ctx, h, a.Namespace)
+		if err != nil {
+			return fail(err)
+		}
+		err = docker.Connect(ctx, cli, net, plan.Current.ID, []string{spec.ContainerName})
+		unlock()
+		if err != nil {
+			return fail(fmt.Errorf("attaching %s to network %s: %w", name, net, err))
+		}
 	}
 
 	if plan.Action != accessory.ActionNone {
@@ -383,7 +408,7 @@ func (r *AccessoryReconciler) convergeHost(ctx context.Context, a *kamalv1.Acces
 			st.State, st.Message = kamalv1.TargetUnreachable, err.Error()
 			return st
 		}
-		plan = accessory.PlanHost(obs, spec.ContainerName, hash)
+		plan = accessory.PlanHost(obs, names, hash)
 	}
 	switch {
 	case plan.Ready():
@@ -391,39 +416,87 @@ func (r *AccessoryReconciler) convergeHost(ctx context.Context, a *kamalv1.Acces
 		// Running is not serving: a database initialises its data first. Ready waits until
 		// the port accepts connections, so a dependent app starts against a live service.
 		if port, ok := spec.ServicePort(); ok {
-			if err := acceptsOn(ctx, h, plan.Current.ID, port); err != nil {
-				st.State, st.Message = kamalv1.TargetStarting, fmt.Sprintf("%s does not accept connections on port %s yet", spec.ContainerName, port)
+			if err := acceptsOn(ctx, h, plan.Current.ID, port, spec.Network()); err != nil {
+				st.State, st.Message = kamalv1.TargetStarting, fmt.Sprintf("%s does not accept connections on port %s yet", name, port)
 			}
 		}
 	case plan.Current != nil && plan.Current.Health == "unhealthy":
-		st.State, st.Message = kamalv1.TargetFailed, spec.ContainerName+" is unhealthy"
+		st.State, st.Message = kamalv1.TargetFailed, name+" is unhealthy"
 	case plan.Current != nil && plan.Current.Hash == hash && !plan.Current.Running:
 		// Restarted by Docker (unless-stopped) or by the next reconcile; say it exits.
 		code := -1
 		if in, err := cli.ContainerInspect(ctx, plan.Current.ID, dockerclient.ContainerInspectOptions{}); err == nil && in.Container.State != nil {
 			code = in.Container.State.ExitCode
 		}
-		st.State, st.Message = kamalv1.TargetFailed, fmt.Sprintf("%s exited with code %d; see `docker logs %s` on the host", spec.ContainerName, code, spec.ContainerName)
+		st.State, st.Message = kamalv1.TargetFailed, fmt.Sprintf("%s exited with code %d; see `docker logs %s` on the host", name, code, name)
 	default:
-		st.State, st.Message = kamalv1.TargetStarting, "starting "+spec.ContainerName
+		st.State, st.Message = kamalv1.TargetStarting, "starting "+name
 	}
 	return st
 }
 
-// acceptsOn opens (and closes) a TCP connection from the host to the container's port on the
-// kamal network.
-func acceptsOn(ctx context.Context, h *fleet.Host, id, port string) error {
+// nameOnHost is the name of a new container of the accessory on the host: its plain name
+// unless another namespace's container holds it (accessory.Spec.NameOnHost).
+func nameOnHost(ctx context.Context, cli *dockerclient.Client, spec *accessory.Spec) (string, error) {
+	plain, _ := spec.HostNames()
+	in, err := cli.ContainerInspect(ctx, plain, dockerclient.ContainerInspectOptions{})
+	if docker.IsNotFound(err) {
+		return spec.NameOnHost(accessory.Holder{})
+	}
+	if err != nil {
+		return "", err
+	}
+	h := accessory.Holder{Exists: true, Name: strings.TrimPrefix(in.Container.Name, "/")}
+	if in.Container.Config != nil {
+		h.Labels = in.Container.Config.Labels
+	}
+	return spec.NameOnHost(h)
+}
+
+// create makes the accessory's container named *name on its namespace's network (made when
+// missing, under the network's lock). When the plain name was taken meanwhile, it takes the
+// name the new holder leaves it and says so in *name.
+func (r *AccessoryReconciler) create(ctx context.Context, a *kamalv1.Accessory, h *fleet.Host, spec *accessory.Spec, hash string, name *string) (string, error) {
+	net, unlock, err := joinNetwork(ctx, h, spec.Namespace)
+	if err != nil {
+		if docker.IsPoolsExhausted(err) {
+			r.event(a, corev1.EventTypeWarning, kamalv1.ReasonNetworkPoolsExhausted, "%v", err)
+		}
+		return "", err
+	}
+	defer unlock()
+	opts, err := spec.CreateOptions(*name, hash)
+	if err != nil {
+		return "", err
+	}
+	created, err := h.Docker.ContainerCreate(ctx, opts)
+	if plain, _ := spec.HostNames(); docker.IsConflict(err) && *name == plain {
+		if *name, err = nameOnHost(ctx, h.Docker, spec); err != nil {
+			return "", err
+		}
+		opts.Name = *name
+		created, err = h.Docker.ContainerCreate(ctx, opts)
+	}
+	if err != nil {
+		return "", fmt.Errorf("creating %s on network %s: %w", *name, net, err)
+	}
+	return created.ID, nil
+}
+
+// acceptsOn opens (and closes) a TCP connection from the host to the container's port on its
+// namespace's network (or the old shared one, for a container not moved yet).
+func acceptsOn(ctx context.Context, h *fleet.Host, id, port, network string) error {
 	in, err := h.Docker.ContainerInspect(ctx, id, dockerclient.ContainerInspectOptions{})
 	if err != nil {
 		return err
 	}
-	ns := in.Container.NetworkSettings
-	if ns == nil || ns.Networks[accessory.Network] == nil || !ns.Networks[accessory.Network].IPAddress.IsValid() {
-		return fmt.Errorf("no address on the %s network", accessory.Network)
+	ip, _ := docker.AddressOn(in.Container.NetworkSettings, network, docker.LegacyNetwork)
+	if !ip.IsValid() {
+		return fmt.Errorf("no address on the %s network", network)
 	}
 	dctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
-	c, err := h.Conn.DialTCP(dctx, net.JoinHostPort(ns.Networks[accessory.Network].IPAddress.String(), port))
+	c, err := h.Conn.DialTCP(dctx, net.JoinHostPort(ip.String(), port))
 	if err != nil {
 		return err
 	}
@@ -439,8 +512,15 @@ func writeAccessoryFiles(ctx context.Context, cli *dockerclient.Client, spec *ac
 		return err
 	}
 	opts := spec.SetupOptions()
-	_, _ = cli.ContainerRemove(ctx, opts.Name, dockerclient.ContainerRemoveOptions{Force: true})
 	created, err := cli.ContainerCreate(ctx, opts)
+	if docker.IsConflict(err) {
+		// A setup container of this accessory that an interrupted pass left goes; another
+		// container holding the name stays, and this one is made without a name.
+		if _, rerr := docker.RemoveContainerIfOwned(ctx, cli, opts.Name, spec.SetupLabels()); rerr != nil {
+			opts.Name = ""
+		}
+		created, err = cli.ContainerCreate(ctx, opts)
+	}
 	if err != nil {
 		return err
 	}
@@ -472,6 +552,13 @@ func (r *AccessoryReconciler) removeFrom(ctx context.Context, a *kamalv1.Accesso
 			r.event(a, corev1.EventTypeNormal, "Removed", "removed %s from %s", o.Name, server)
 		}
 	}
+	if len(obs) > 0 {
+		// The namespace's network goes with its last container on the host; the Server
+		// controller retries what fails here.
+		if note := leaveNetwork(ctx, h, a.Namespace, server); note != "" {
+			r.event(a, corev1.EventTypeNormal, "NetworkRemoved", "%s", note)
+		}
+	}
 	if !deleteData {
 		return nil
 	}
@@ -491,11 +578,13 @@ func removeFolder(ctx context.Context, cli *dockerclient.Client, a *kamalv1.Acce
 	if _, err := docker.EnsureImage(ctx, cli, a.Spec.Image, ""); err != nil {
 		return err
 	}
+	// Labelled as the accessory's setup container: a leftover is found and removed with the
+	// accessory's containers, and nothing else is.
 	created, err := cli.ContainerCreate(ctx, dockerclient.ContainerCreateOptions{
 		Config: &container.Config{
 			Image: a.Spec.Image, Entrypoint: []string{"rm"}, Cmd: []string{"-rf", "--", "/kamal-accessories/" + name},
 			User:   "0:0",
-			Labels: map[string]string{kamalv1.LabelManagedBy: kamalv1.ManagerName},
+			Labels: (&accessory.Spec{Namespace: a.Namespace, Name: a.Name}).SetupLabels(),
 		},
 		HostConfig: &container.HostConfig{Binds: []string{parent + ":/kamal-accessories"}, NetworkMode: "none"},
 	})
@@ -563,7 +652,7 @@ func (r *AccessoryReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	r.Fleet.OnEvent(func(e fleet.Event) {
 		attrs := e.Message.Actor.Attributes
 		name, ns := attrs[kamalv1.LabelAccessory], attrs[kamalv1.LabelNamespace]
-		if name == "" || ns == "" || attrs[kamalv1.LabelPrefix+"setup"] == "true" {
+		if name == "" || ns == "" || attrs[accessory.LabelSetup] == "true" {
 			return
 		}
 		switch e.Message.Action {

@@ -232,25 +232,14 @@ func (dp *deployer) deploy(ctx context.Context, t *target) error {
 		if pulled {
 			dp.event(corev1.EventTypeNormal, "Pulled", "pulled %s on %s", t.role.Image, t.server)
 		}
-		name := t.role.ContainerName(t.hash, t.plan.NameTaken)
-		opts, err := t.role.CreateOptions(name, t.hash)
+		// A name the controller keeps for its own containers (an app named like the proxy's
+		// replacement) is taken as held: the hash-suffixed one never collides with it.
+		taken := t.plan.NameTaken || docker.ReservedName(t.role.ContainerName(t.hash, false))
+		name, id, err := dp.create(ctx, t, taken)
 		if err != nil {
 			return err
 		}
-		res, err := cli.ContainerCreate(ctx, opts)
-		if docker.IsConflict(err) && !t.plan.NameTaken {
-			// The plain name is held by a container this Deployment does not see (another
-			// namespace's app on a shared host): take the hash-suffixed one.
-			name = t.role.ContainerName(t.hash, true)
-			if opts, err = t.role.CreateOptions(name, t.hash); err != nil {
-				return err
-			}
-			res, err = cli.ContainerCreate(ctx, opts)
-		}
-		if err != nil {
-			return fmt.Errorf("creating %s on %s: %w", name, t.server, err)
-		}
-		desired = &release.Observed{ID: res.ID, Name: name, Hash: t.hash}
+		desired = &release.Observed{ID: id, Name: name, Hash: t.hash}
 		created = true
 	}
 	dp.at(stepStarting)
@@ -269,8 +258,13 @@ func (dp *deployer) deploy(ctx context.Context, t *target) error {
 
 	if p := t.role.Proxy; p != nil && t.routed != desired.Name {
 		// The proxy must reach the new container by the name the route uses before the
-		// route moves: a route that cannot work never replaces one that does.
+		// route moves: a route that cannot work never replaces one that does. It reaches it
+		// on the namespace's network (attached when the network was made; again here, for a
+		// proxy recreated since).
 		dp.at(stepSwitching)
+		if _, err := proxy.Attach(ctx, cli, t.role.Network()); err != nil {
+			return fmt.Errorf("on %s: %w", t.server, err)
+		}
 		if err := verifyThroughProxy(ctx, t, desired.Name); err != nil {
 			discard(ctx, t, desired, created)
 			return err
@@ -300,6 +294,38 @@ func (dp *deployer) deploy(ctx context.Context, t *target) error {
 		dp.event(corev1.EventTypeNormal, "Stopped", "stopped %s on %s", old.Name, t.server)
 	}
 	return dp.prune(ctx, t)
+}
+
+// create makes the target's new container on its namespace's network (made when missing,
+// with the proxy attached). taken asks for the hash-suffixed name at once; the plain name held
+// by a container this Deployment does not see (another namespace's app on a shared host) falls
+// back to it too.
+func (dp *deployer) create(ctx context.Context, t *target, taken bool) (string, string, error) {
+	net, unlock, err := joinNetwork(ctx, t.host, t.role.Namespace)
+	if err != nil {
+		if docker.IsPoolsExhausted(err) {
+			dp.event(corev1.EventTypeWarning, kamalv1.ReasonNetworkPoolsExhausted, "on %s: %v", t.server, err)
+		}
+		return "", "", fmt.Errorf("on %s: %w", t.server, err)
+	}
+	defer unlock()
+	name := t.role.ContainerName(t.hash, taken)
+	opts, err := t.role.CreateOptions(name, t.hash)
+	if err != nil {
+		return "", "", err
+	}
+	res, err := t.host.Docker.ContainerCreate(ctx, opts)
+	if docker.IsConflict(err) && !taken {
+		name = t.role.ContainerName(t.hash, true)
+		if opts, err = t.role.CreateOptions(name, t.hash); err != nil {
+			return "", "", err
+		}
+		res, err = t.host.Docker.ContainerCreate(ctx, opts)
+	}
+	if err != nil {
+		return "", "", fmt.Errorf("creating %s on %s (network %s): %w", name, t.server, net, err)
+	}
+	return name, res.ID, nil
 }
 
 // discard stops a new container that will not serve (and removes it when this deploy made
@@ -358,7 +384,7 @@ func (dp *deployer) waitReady(ctx context.Context, t *target, c *release.Observe
 	}
 }
 
-// httpHealthy polls the container's health check path on its kamal address, through the
+// httpHealthy polls the container's health check path on its network address, through the
 // host's SSH connection, until it answers 2xx or the deadline passes.
 func httpHealthy(ctx context.Context, t *target, c *release.Observed, deadline time.Time) error {
 	p := t.role.Proxy
@@ -366,15 +392,11 @@ func httpHealthy(ctx context.Context, t *target, c *release.Observed, deadline t
 	if err != nil {
 		return fmt.Errorf("inspecting %s on %s: %w", c.Name, t.server, err)
 	}
-	var ip string
-	if ns := in.Container.NetworkSettings; ns != nil {
-		if ep := ns.Networks[release.Network]; ep != nil && ep.IPAddress.IsValid() {
-			ip = ep.IPAddress.String()
-		}
+	addr, _ := docker.AddressOn(in.Container.NetworkSettings, t.role.Network(), docker.LegacyNetwork)
+	if !addr.IsValid() {
+		return fmt.Errorf("%s on %s has no address on the %s network", c.Name, t.server, t.role.Network())
 	}
-	if ip == "" {
-		return fmt.Errorf("%s on %s has no address on the %s network", c.Name, t.server, release.Network)
-	}
+	ip := addr.String()
 	hc := &http.Client{
 		Transport: &http.Transport{
 			DialContext:       func(ctx context.Context, _, addr string) (net.Conn, error) { return t.host.Conn.DialTCP(ctx, addr) },

@@ -253,9 +253,20 @@ func (r *DeploymentReconciler) collectGarbage(ctx context.Context, s *deployment
 				return nil, err
 			}
 			delete(byRole, role)
+			if len(byRole) == 0 {
+				dp.leftHost(ctx, s.hosts[server], server)
+			}
 		}
 	}
 	return nil, nil
+}
+
+// leftHost removes the namespace's network from a host the Deployment has left, when nothing
+// of the namespace is left there.
+func (dp *deployer) leftHost(ctx context.Context, h *fleet.Host, server string) {
+	if note := leaveNetwork(ctx, h, dp.d.Namespace, server); note != "" {
+		dp.event(corev1.EventTypeNormal, "NetworkRemoved", "%s", note)
+	}
 }
 
 // rollout starts the next batch of every role that needs one and returns at once: deploys run
@@ -638,6 +649,9 @@ func (r *DeploymentReconciler) reconcileDelete(ctx context.Context, d *kamalv1.D
 			if err := removeRole(ctx, dp, h, server, role, obs[role]); err != nil {
 				return ctrl.Result{}, err
 			}
+		}
+		if len(obs) > 0 {
+			dp.leftHost(ctx, h, server)
 		}
 	}
 	if len(unreachable) > 0 {

@@ -43,7 +43,7 @@ const (
 	proxyReadyWithin = 15 * time.Second
 )
 
-// ServerReconciler keeps each Server connected, with Docker's kamal network and the proxy.
+// ServerReconciler keeps each Server connected, with the proxy and the namespace networks.
 type ServerReconciler struct {
 	client.Client
 	Recorder          events.EventRecorder
@@ -71,6 +71,8 @@ var serverStatus = statusOf[*kamalv1.Server]{
 type serverScope struct {
 	srv  *kamalv1.Server
 	host *fleet.Host
+	// networksFailed: the host's namespace networks did not converge (an event says why).
+	networksFailed bool
 }
 
 // Reconcile connects to a Server's host and converges its network and proxy.
@@ -107,8 +109,15 @@ func (r *ServerReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 			func(ctx context.Context, s *serverScope) (*ctrl.Result, error) {
 				return r.reconcileProxy(ctx, s.srv, s.host)
 			},
+			func(ctx context.Context, s *serverScope) (*ctrl.Result, error) {
+				s.networksFailed = r.reconcileNetworks(ctx, s.srv, s.host)
+				return nil, nil
+			},
 			func(_ context.Context, s *serverScope) (*ctrl.Result, error) {
 				conditions.MarkReady(&s.srv.Status.Conditions, s.srv.Generation, kamalv1.ReasonReconciled, "connected, Docker and proxy ready")
+				if s.networksFailed {
+					return done(ctrl.Result{RequeueAfter: networksRetry})
+				}
 				return done(ctrl.Result{RequeueAfter: serverResync})
 			},
 		)
@@ -283,6 +292,36 @@ func (r *ServerReconciler) reconcileProxy(ctx context.Context, srv *kamalv1.Serv
 	return r.convergeProxy(ctx, srv, host, proxy.SettingsFor(srv.Spec.Proxy, r.DefaultProxyImage))
 }
 
+// networksRetry is how soon a host whose networks did not converge is looked at again.
+const networksRetry = 30 * time.Second
+
+// reconcileNetworks moves the host's containers from the shared network onto their
+// namespace's, attaches the proxy to every namespace network and removes those of namespaces
+// with nothing left (convergeNetworks). What it did and what failed are events; the host stays
+// Ready meanwhile (what runs keeps running), and it reports whether it failed. Events count
+// containers and networks without naming them: they may be other namespaces'.
+func (r *ServerReconciler) reconcileNetworks(ctx context.Context, srv *kamalv1.Server, host *fleet.Host) bool {
+	opCtx, cancel := context.WithTimeout(ctx, hostOpTimeout)
+	defer cancel()
+	rep, err := convergeNetworks(opCtx, host)
+	if n := len(rep.moved); n > 0 {
+		r.Recorder.Eventf(srv, nil, corev1.EventTypeNormal, "NetworksMigrated", "Networks",
+			"moved %d containers off the shared network %s onto their namespace's network, without restarting them", n, docker.LegacyNetwork)
+	}
+	if n := len(rep.removed); n > 0 {
+		r.Recorder.Eventf(srv, nil, corev1.EventTypeNormal, "NetworkRemoved", "Networks", "removed %d namespace networks with nothing left on the host", n)
+	}
+	if err == nil {
+		return false
+	}
+	reason := "NetworksFailed"
+	if docker.IsPoolsExhausted(err) {
+		reason = kamalv1.ReasonNetworkPoolsExhausted
+	}
+	r.Recorder.Eventf(srv, nil, corev1.EventTypeWarning, reason, "Networks", "namespace networks on the host: %v", err)
+	return true
+}
+
 func proxyVerb(a proxy.Action) string {
 	switch a {
 	case proxy.ActionCreated:
@@ -343,7 +382,11 @@ func (r *ServerReconciler) cleanUpHost(ctx context.Context, srv *kamalv1.Server)
 	if n := len(apps.Items); n > 0 {
 		return fmt.Errorf("%d app containers still use it", n)
 	}
-	return proxy.Remove(opCtx, host.Docker)
+	if err := proxy.Remove(opCtx, host.Docker); err != nil {
+		return err
+	}
+	_, _ = convergeNetworks(opCtx, host) // namespace networks with nothing left go too
+	return nil
 }
 
 func serverKey(srv *kamalv1.Server) string { return srv.Namespace + "/" + srv.Name }

@@ -118,11 +118,15 @@ type AccessorySpec struct {
 	// +optional
 	Logging *Logging `json:"logging,omitempty"`
 
-	// ContainerName on the host and on the kamal network, where apps reach the accessory by
-	// it (default: the Accessory's name).
+	// ContainerName is the name the namespace's apps reach the accessory by on the namespace's
+	// network (default: the Accessory's name). The container has this name on a host unless
+	// another namespace's container holds it there; then its name gets a suffix, and this name
+	// stays its alias on the namespace's network. kamal-proxy, kamal-proxy-… and kamal-setup-…
+	// are reserved for the controller's own containers.
 	// +optional
 	// +kubebuilder:validation:MaxLength=63
 	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	// +kubebuilder:validation:XValidation:rule="!(self == 'kamal-proxy' || self.startsWith('kamal-proxy-') || self.startsWith('kamal-setup-'))",message="containerName is reserved: kamal-proxy and kamal-proxy-… are the proxy's containers and kamal-setup-… the accessories' setup containers on every host"
 	ContainerName string `json:"containerName,omitempty"`
 
 	// DeletionPolicy: Retain keeps the data folders on the host when the Accessory is deleted;
@@ -209,7 +213,8 @@ type AccessoryStatus struct {
 // +kubebuilder:printcolumn:name="Servers",type=string,JSONPath=`.status.serversReady`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 // +kubebuilder:printcolumn:name="Message",type=string,priority=1,JSONPath=`.status.conditions[?(@.type=="Ready")].message`
-// +kubebuilder:validation:XValidation:rule="has(self.spec.containerName) || (self.metadata.name.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$') && size(self.metadata.name) <= 63)",message="the Accessory's name is its container's DNS name on the kamal network: use a DNS label or set spec.containerName"
+// +kubebuilder:validation:XValidation:rule="has(self.spec.containerName) || (self.metadata.name.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$') && size(self.metadata.name) <= 63)",message="the Accessory's name is its container's DNS name on the namespace's network: use a DNS label or set spec.containerName"
+// +kubebuilder:validation:XValidation:rule="has(self.spec.containerName) || !(self.metadata.name == 'kamal-proxy' || self.metadata.name.startsWith('kamal-proxy-') || self.metadata.name.startsWith('kamal-setup-'))",message="the Accessory's name is its container name, and it is reserved: kamal-proxy and kamal-proxy-… are the proxy's containers and kamal-setup-… the accessories' setup containers on every host; set spec.containerName to another name"
 type Accessory struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`

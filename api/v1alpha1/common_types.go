@@ -50,6 +50,9 @@ const (
 	ReasonCatchAllNotAllowed = "CatchAllNotAllowed"
 	// ReasonNotActedOn is the reason of the FieldsNotActedOn condition.
 	ReasonNotActedOn = "NotActedOn"
+	// ReasonNetworkPoolsExhausted (an event) is a namespace network Docker could not create:
+	// its address pools are used up.
+	ReasonNetworkPoolsExhausted = "NetworkPoolsExhausted"
 )
 
 // Labels the controller puts on what it creates on hosts. Users may not set labels under this

@@ -6,6 +6,8 @@ package accessory
 import (
 	"archive/tar"
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"net/netip"
 	"path"
@@ -21,9 +23,6 @@ import (
 	kamalv1 "github.com/kamal-operator/kamal-operator/api/v1alpha1"
 	"github.com/kamal-operator/kamal-operator/internal/docker"
 )
-
-// Network the accessory joins, where apps reach it by its container name.
-const Network = "kamal"
 
 // Root holds every accessory's own folder on a host: Root/<namespace>/<name>.
 const Root = "/var/lib/kamal-operator/accessories"
@@ -50,8 +49,14 @@ type File struct {
 // fields that define the container, through hashInputV1 (hash.go): a field added here is not
 // in the hash until it is added there, under the rule written there.
 type Spec struct {
-	Namespace     string
-	Name          string
+	Namespace string
+	Name      string
+	// UID of the Accessory: it tells its container name apart from another namespace's on a
+	// shared host (HostNames). Not hashed (the hash is keyed with it).
+	UID string
+	// ContainerName is the name apps reach the accessory by: spec.containerName, else the
+	// Accessory's name. Its container is named so unless another namespace's holds the name on
+	// a host (HostNames); it is always a network alias.
 	ContainerName string
 	Image         string
 	Cmd           []string
@@ -128,19 +133,35 @@ func (s *Spec) labels(hash string) map[string]string {
 	return l
 }
 
-// Filters select an accessory's containers on a host.
+// Filters select an accessory's containers on a host: made by the controller, of that
+// namespace and object. Only containers so found are ever stopped or removed for it.
 func Filters(namespace, name string) client.Filters {
 	return client.Filters{}.
+		Add("label", kamalv1.LabelManagedBy+"="+kamalv1.ManagerName).
 		Add("label", kamalv1.LabelNamespace+"="+namespace).
 		Add("label", kamalv1.LabelAccessory+"="+name)
 }
 
-// CreateOptions is the Engine API request for the accessory's container: on the kamal
-// network, restarted unless stopped, with its port, files, directories and volumes.
-func (s *Spec) CreateOptions(hash string) (client.ContainerCreateOptions, error) {
+// OwnLabels are the labels every container of the accessory carries, its own setup
+// containers included.
+func (s *Spec) OwnLabels() map[string]string {
+	return map[string]string{
+		kamalv1.LabelManagedBy: kamalv1.ManagerName, kamalv1.LabelNamespace: s.Namespace, kamalv1.LabelAccessory: s.Name,
+	}
+}
+
+// Network is the one the accessory joins: its namespace's, where the namespace's apps reach it
+// by ContainerName and other namespaces' apps do not.
+func (s *Spec) Network() string { return docker.NamespaceNetwork(s.Namespace) }
+
+// CreateOptions is the Engine API request for the accessory's container named name (one of
+// HostNames): on its namespace's network with ContainerName as an alias, restarted unless
+// stopped, with its port, files, directories and volumes. The network is not part of the
+// spec hash: a container moved from the old shared network keeps its hash.
+func (s *Spec) CreateOptions(name, hash string) (client.ContainerCreateOptions, error) {
 	cfg := &container.Config{Image: s.Image, Cmd: s.Cmd, Env: s.Env, Labels: s.labels(hash)}
 	hc := &container.HostConfig{
-		NetworkMode:   container.NetworkMode(Network),
+		NetworkMode:   container.NetworkMode(s.Network()),
 		RestartPolicy: container.RestartPolicy{Name: container.RestartPolicyUnlessStopped},
 	}
 	for _, d := range s.Directories {
@@ -171,9 +192,56 @@ func (s *Spec) CreateOptions(hash string) (client.ContainerCreateOptions, error)
 	}
 	docker.ApplyLogging(s.Logging, hc)
 	return client.ContainerCreateOptions{
-		Name: s.ContainerName, Config: cfg, HostConfig: hc,
-		NetworkingConfig: &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{Network: {}}},
+		Name: name, Config: cfg, HostConfig: hc,
+		NetworkingConfig: &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{
+			s.Network(): {Aliases: []string{s.ContainerName}},
+		}},
 	}, nil
+}
+
+// idDigits is how many hex digits of a hash end a suffixed name.
+const idDigits = 8
+
+// HostNames are the names the accessory's container may have on a host: ContainerName, and
+// ContainerName (cut to fit 63 characters) plus '-' and 8 hex digits of a hash of namespace
+// and UID, for a host where another namespace's container holds the plain name.
+func (s *Spec) HostNames() (plain, suffixed string) {
+	sum := sha256.Sum256([]byte("kamal-accessory-name-v1\x00" + s.Namespace + "\x00" + s.UID))
+	return s.ContainerName, cutName(s.ContainerName, 63-1-idDigits) + "-" + hex.EncodeToString(sum[:])[:idDigits]
+}
+
+// cutName is name cut to n characters, without a '-' at its end.
+func cutName(name string, n int) string {
+	return strings.TrimRight(name[:min(len(name), n)], "-")
+}
+
+// Holder is the container that holds the accessory's plain name on a host, as its labels say;
+// nil labels with Exists false when none does.
+type Holder struct {
+	Exists bool
+	Name   string
+	Labels map[string]string
+}
+
+// NameOnHost picks the name of a new container of the accessory on a host where holder holds
+// its plain name: the plain name when it is free or held by the accessory itself; the suffixed
+// one when another namespace's container, or one the controller did not make, holds it.
+// Refused (an error that says why): a holder of the same namespace (its apps would resolve two
+// containers by the name), and another namespace's app container (the proxy, which is on every
+// namespace's network, would resolve the alias instead of that app).
+func (s *Spec) NameOnHost(h Holder) (string, error) {
+	plain, suffixed := s.HostNames()
+	if !h.Exists || docker.Owned(h.Labels, s.OwnLabels()) {
+		return plain, nil
+	}
+	owner := docker.OwnerOf(h.Labels)
+	switch {
+	case h.Labels[kamalv1.LabelManagedBy] == kamalv1.ManagerName && h.Labels[kamalv1.LabelNamespace] == s.Namespace:
+		return "", fmt.Errorf("container name %s is taken on this host by %s of %s in the same namespace: give one of them another containerName", plain, h.Name, owner)
+	case h.Labels[kamalv1.LabelManagedBy] == kamalv1.ManagerName && h.Labels[kamalv1.LabelDeployment] != "":
+		return "", fmt.Errorf("container name %s is the name of an app container of another namespace on this host (the proxy reaches apps by name): choose another containerName", plain)
+	}
+	return suffixed, nil
 }
 
 // PortBindings reads "[ip:][hostPort:]containerPort[/proto]" (a bare number publishes the same
@@ -235,19 +303,34 @@ func (s *Spec) ServicePort() (string, bool) {
 	return "", false
 }
 
+// SetupName is the name of the accessory's setup container: reserved (kamal-setup-…, which no
+// Accessory may take), readable, and apart from other accessories' by a hash of namespace and
+// name.
+func (s *Spec) SetupName() string {
+	sum := sha256.Sum256([]byte("kamal-setup-v1\x00" + s.Namespace + "\x00" + s.Name))
+	return docker.ReservedSetupPrefix + cutName(s.ContainerName, 63-len(docker.ReservedSetupPrefix)-1-idDigits) + "-" + hex.EncodeToString(sum[:])[:idDigits]
+}
+
+// SetupLabels mark a setup container of the accessory.
+func (s *Spec) SetupLabels() map[string]string {
+	l := s.OwnLabels()
+	l[LabelSetup] = "true"
+	return l
+}
+
+// LabelSetup marks the accessory's short-lived setup containers (file writer, folder remover).
+const LabelSetup = kamalv1.LabelPrefix + "setup"
+
 // SetupOptions is a container that is never started: the controller copies the accessory's
 // files and folders into its bind of the accessory's folder through the Engine API, so no
 // command runs on the host.
 func (s *Spec) SetupOptions() client.ContainerCreateOptions {
 	return client.ContainerCreateOptions{
-		Name: s.ContainerName + "-setup",
+		Name: s.SetupName(),
 		Config: &container.Config{
 			Image:      s.Image,
 			Entrypoint: []string{"/nonexistent"},
-			Labels: map[string]string{
-				kamalv1.LabelManagedBy: kamalv1.ManagerName, kamalv1.LabelNamespace: s.Namespace,
-				kamalv1.LabelAccessory: s.Name, kamalv1.LabelPrefix + "setup": "true",
-			},
+			Labels:     s.SetupLabels(),
 		},
 		HostConfig: &container.HostConfig{Binds: []string{s.Folder() + ":" + setupMount}, NetworkMode: "none"},
 	}

@@ -91,12 +91,18 @@ func TestParseDirectory(t *testing.T) {
 
 func TestCreateOptions(t *testing.T) {
 	s := pg()
-	opts, err := s.CreateOptions(s.Hash("uid"))
+	opts, err := s.CreateOptions("db-1a2b3c4d", s.Hash("uid"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if opts.Name != "db" || opts.Config.Image != "postgres:15" || string(opts.HostConfig.NetworkMode) != Network {
+	if opts.Name != "db-1a2b3c4d" || opts.Config.Image != "postgres:15" || string(opts.HostConfig.NetworkMode) != "kamal-shop" {
 		t.Fatalf("name/image/network: %+v", opts)
+	}
+	// On its namespace's network only, reached there by its plain name whatever the
+	// container is called on this host.
+	eps := opts.NetworkingConfig.EndpointsConfig
+	if len(eps) != 1 || eps["kamal-shop"] == nil || !slices.Equal(eps["kamal-shop"].Aliases, []string{"db"}) {
+		t.Errorf("endpoints %+v", eps)
 	}
 	if opts.HostConfig.RestartPolicy.Name != container.RestartPolicyUnlessStopped {
 		t.Errorf("restart policy %q", opts.HostConfig.RestartPolicy.Name)
@@ -213,8 +219,11 @@ func TestPlanHost(t *testing.T) {
 		{"spec changed", []Observed{{ID: "1", Name: "db", Hash: "h0", Running: true}}, ActionRecreate, 0, false},
 		{"unhealthy", []Observed{{ID: "1", Name: "db", Hash: "h1", Running: true, Health: "unhealthy"}}, ActionNone, 0, false},
 		{"renamed and a setup leftover", []Observed{{ID: "0", Name: "old-db", Hash: "h1", Running: true}, {ID: "2", Name: "db-setup", Setup: true}, cur}, ActionNone, 2, true},
+		{"under the suffixed name", []Observed{{ID: "1", Name: "db-1a2b3c4d", Hash: "h1", Running: true}}, ActionNone, 0, true},
+		{"under both names: the desired hash stays", []Observed{{ID: "0", Name: "db", Hash: "h0", Running: true}, {ID: "1", Name: "db-1a2b3c4d", Hash: "h1", Running: true}}, ActionNone, 1, true},
+		{"under both names: the running one stays", []Observed{{ID: "0", Name: "db", Hash: "h0"}, {ID: "1", Name: "db-1a2b3c4d", Hash: "h0", Running: true}}, ActionRecreate, 1, false},
 	} {
-		p := PlanHost(tc.obs, "db", "h1")
+		p := PlanHost(tc.obs, []string{"db", "db-1a2b3c4d"}, "h1")
 		if p.Action != tc.action || len(p.Remove) != tc.remove || p.Ready() != tc.ready {
 			t.Errorf("%s: %+v ready=%v", tc.name, p, p.Ready())
 		}

@@ -127,12 +127,13 @@ func TestHashProjectionFollowsTheRule(t *testing.T) {
 // Every field of Spec and File is in the hash or deliberately not: a new one fails here until
 // decided.
 func TestEverySpecFieldIsHashed(t *testing.T) {
+	leftOut := map[string]string{"UID": "the key of the hash"}
 	for _, c := range []struct{ of, in reflect.Type }{
 		{reflect.TypeFor[Spec](), reflect.TypeFor[hashInputV1]()},
 		{reflect.TypeFor[File](), reflect.TypeFor[fileV1]()},
 	} {
 		for f := range c.of.Fields() {
-			if _, ok := c.in.FieldByName(f.Name); !ok {
+			if _, ok := c.in.FieldByName(f.Name); !ok && leftOut[f.Name] == "" {
 				t.Errorf("%s.%s is not in %s: add it under the rule of hash.go, or leave it out here on purpose", c.of, f.Name, c.in)
 			}
 		}

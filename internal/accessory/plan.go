@@ -1,5 +1,7 @@
 package accessory
 
+import "slices"
+
 // Observed is one container of the accessory found on a host.
 type Observed struct {
 	ID      string
@@ -10,6 +12,8 @@ type Observed struct {
 	Health string
 	// Setup marks a leftover setup container.
 	Setup bool
+	// Networks the container is attached to.
+	Networks []string
 }
 
 // Action is the next step on a host.
@@ -30,23 +34,30 @@ const (
 // Plan is what to do on one host.
 type Plan struct {
 	Action Action
-	// Current is the container with the accessory's name, if any.
+	// Current is the container with one of the accessory's names (HostNames), if any.
 	Current *Observed
 	// Remove are containers of the accessory that must go: setup leftovers, or ones under
 	// an earlier container name.
 	Remove []Observed
 }
 
-// PlanHost decides the next step from the accessory's containers on a host.
-func PlanHost(observed []Observed, containerName, hash string) Plan {
+// PlanHost decides the next step from the accessory's containers on a host; names are the
+// names its container may have (HostNames). Of two containers under them (one plain, one
+// suffixed), the one with the desired hash, then the running one, is current.
+func PlanHost(observed []Observed, names []string, hash string) Plan {
 	var p Plan
 	for i := range observed {
 		o := observed[i]
 		switch {
-		case o.Setup || o.Name != containerName:
+		case o.Setup || !slices.Contains(names, o.Name):
 			p.Remove = append(p.Remove, o)
-		default:
+		case p.Current == nil || better(o, *p.Current, hash):
+			if p.Current != nil {
+				p.Remove = append(p.Remove, *p.Current)
+			}
 			p.Current = &o
+		default:
+			p.Remove = append(p.Remove, o)
 		}
 	}
 	switch {
@@ -64,4 +75,13 @@ func PlanHost(observed []Observed, containerName, hash string) Plan {
 // health check.
 func (p Plan) Ready() bool {
 	return p.Action == ActionNone && p.Current.Running && (p.Current.Health == "" || p.Current.Health == "healthy")
+}
+
+// better says whether a is a better current container than b: the desired hash first, then
+// running.
+func better(a, b Observed, hash string) bool {
+	if (a.Hash == hash) != (b.Hash == hash) {
+		return a.Hash == hash
+	}
+	return a.Running && !b.Running
 }

@@ -1,7 +1,7 @@
 // Package proxy runs kamal-proxy, the per-host Caddy that routes HTTP to app containers, and
 // talks to its admin API. The admin API listens on a unix socket in a host folder, so only
 // the controller (through its SSH connection) and the host's root can reach it; app containers
-// on the kamal network cannot. Caddy's config autosaves into a volume and the container runs
+// cannot. Caddy's config autosaves into a volume and the container runs
 // `caddy run --resume`, so a restarted or recreated proxy keeps every route.
 package proxy
 
@@ -12,6 +12,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/netip"
@@ -112,9 +113,9 @@ func (s Settings) CreateOptions() (client.ContainerCreateOptions, error) {
 			"CADDY_ADMIN=unix/" + AdminSocket,
 		},
 		Labels: map[string]string{
-			kamalv1.LabelManagedBy:        kamalv1.ManagerName,
-			kamalv1.LabelSpecHash:         s.Hash(),
-			kamalv1.LabelPrefix + "proxy": "true",
+			kamalv1.LabelManagedBy: kamalv1.ManagerName,
+			kamalv1.LabelSpecHash:  s.Hash(),
+			labelProxy:             "true",
 		},
 		ExposedPorts: network.PortSet{network.MustParsePort("80/tcp"): {}, network.MustParsePort("443/tcp"): {}},
 	}
@@ -181,6 +182,9 @@ func Ensure(ctx context.Context, cli *client.Client, s Settings) (Action, error)
 	}
 	cur, err := cli.ContainerInspect(ctx, ContainerName, client.ContainerInspectOptions{})
 	if err == nil {
+		if err := checkProxy(cur.Container.Config); err != nil {
+			return ActionNone, err
+		}
 		if cur.Container.State != nil && cur.Container.State.Running {
 			return ActionNone, nil
 		}
@@ -221,6 +225,10 @@ func createAndStart(ctx context.Context, cli *client.Client, opts client.Contain
 	if _, err := cli.CopyToContainer(ctx, created.ID, client.CopyToContainerOptions{DestinationPath: "/", Content: configTar()}); err != nil {
 		return fmt.Errorf("writing %s config: %w", ContainerName, err)
 	}
+	if err := attachAll(ctx, cli, created.ID); err != nil {
+		_, _ = cli.ContainerRemove(ctx, created.ID, client.ContainerRemoveOptions{Force: true})
+		return err
+	}
 	if _, err := cli.ContainerStart(ctx, created.ID, client.ContainerStartOptions{}); err != nil {
 		_, _ = cli.ContainerRemove(ctx, created.ID, client.ContainerRemoveOptions{Force: true})
 		return fmt.Errorf("starting %s: %w", ContainerName, err)
@@ -229,15 +237,31 @@ func createAndStart(ctx context.Context, cli *client.Client, opts client.Contain
 }
 
 // Remove stops and removes the proxy container (and those an unfinished replacement left);
-// its config volume stays, so a later proxy resumes the same routes.
+// its config volume stays, so a later proxy resumes the same routes. Only containers with the
+// proxy's labels are removed: another container of one of these names stays, and is named in
+// the error.
 func Remove(ctx context.Context, cli *client.Client) error {
+	var errs []error
 	for _, name := range []string{ContainerName, AsideName, FailedName} {
-		_, err := cli.ContainerRemove(ctx, name, client.ContainerRemoveOptions{Force: true})
-		if err != nil && !docker.IsNotFound(err) {
-			return err
+		if err := removeIfProxy(ctx, cli, name); err != nil {
+			errs = append(errs, err)
 		}
 	}
-	return nil
+	return errors.Join(errs...)
+}
+
+// checkProxy refuses a container named kamal-proxy that the controller did not make as the
+// proxy (an Accessory or a person's container made before the name was reserved): it is
+// neither used nor replaced.
+func checkProxy(cfg *container.Config) error {
+	var labels map[string]string
+	if cfg != nil {
+		labels = cfg.Labels
+	}
+	if IsProxy(labels) {
+		return nil
+	}
+	return &docker.ForeignError{Kind: "container", Name: ContainerName, Owner: docker.OwnerOf(labels)}
 }
 
 func configTar() io.Reader {

@@ -57,6 +57,9 @@ func Observe(ctx context.Context, cli *client.Client) (Observed, error) {
 	switch {
 	case err == nil:
 		c := cur.Container
+		if err := checkProxy(c.Config); err != nil {
+			return o, err
+		}
 		o.Exists, o.ID = true, c.ID
 		if c.Config != nil {
 			o.Image, o.Hash = c.Config.Image, c.Config.Labels[kamalv1.LabelSpecHash]
@@ -73,6 +76,9 @@ func Observe(ctx context.Context, cli *client.Client) (Observed, error) {
 		return o, err
 	}
 	for _, c := range others.Items {
+		if !IsProxy(c.Labels) {
+			continue // someone else's kamal-proxy-…: never renamed or removed
+		}
 		for _, n := range c.Names {
 			switch strings.TrimPrefix(n, "/") {
 			case AsideName:
@@ -229,7 +235,7 @@ func Replace(ctx context.Context, cli *client.Client, admin *Admin, s Settings, 
 		return Replaced{}, fmt.Errorf("%s exists: an earlier replacement is unfinished", AsideName)
 	}
 	// A failed replacement the controller did not get to remove.
-	if _, err := cli.ContainerRemove(ctx, FailedName, client.ContainerRemoveOptions{Force: true}); err != nil && !docker.IsNotFound(err) {
+	if err := removeIfProxy(ctx, cli, FailedName); err != nil {
 		return Replaced{}, err
 	}
 	res := Replaced{OldID: cur.ID, OldImage: cur.Image}
@@ -297,6 +303,9 @@ func Replace(ctx context.Context, cli *client.Client, admin *Admin, s Settings, 
 	}
 	if reason == "" {
 		res.Outage, res.Steps = time.Since(t0), st.b.String()
+		// A namespace network made while it started, which the old proxy was attached to; on
+		// failure the Server's next pass attaches it.
+		_ = attachAll(ctx, cli, newID)
 		if _, err := cli.ContainerUpdate(ctx, newID, client.ContainerUpdateOptions{RestartPolicy: &policy}); err != nil {
 			// The next pass sets it (ApplyRestartPolicy); the new proxy serves meanwhile.
 			return res, fmt.Errorf("setting the restart policy of the new %s: %w", ContainerName, err)
@@ -389,7 +398,7 @@ func Recover(ctx context.Context, cli *client.Client, admin *Admin, s Settings, 
 		return RecoverNone, err
 	}
 	if o.Failed {
-		if _, err := cli.ContainerRemove(ctx, FailedName, client.ContainerRemoveOptions{Force: true}); err != nil && !docker.IsNotFound(err) {
+		if err := removeIfProxy(ctx, cli, FailedName); err != nil {
 			return RecoverNone, err
 		}
 	}
@@ -460,6 +469,11 @@ func createProxy(ctx context.Context, cli *client.Client, opts client.ContainerC
 	if _, err := cli.CopyToContainer(ctx, created.ID, client.CopyToContainerOptions{DestinationPath: "/", Content: configTar()}); err != nil {
 		_, _ = cli.ContainerRemove(ctx, created.ID, client.ContainerRemoveOptions{Force: true})
 		return "", fmt.Errorf("writing %s config: %w", ContainerName, err)
+	}
+	// On every namespace network before it starts: it reaches every app when it takes over.
+	if err := attachAll(ctx, cli, created.ID); err != nil {
+		_, _ = cli.ContainerRemove(ctx, created.ID, client.ContainerRemoveOptions{Force: true})
+		return "", err
 	}
 	return created.ID, nil
 }

@@ -6,7 +6,7 @@ import (
 	"strings"
 )
 
-// Host-side names are DNS labels, so the proxy (and anything on the kamal network) resolves
+// Host-side names are DNS labels, so the proxy (and anything on the namespace network) resolves
 // them, and valid Docker container names.
 const (
 	// MaxNameLength is the longest DNS label.

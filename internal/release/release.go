@@ -15,9 +15,6 @@ import (
 	"github.com/kamal-operator/kamal-operator/internal/docker"
 )
 
-// Network every app container joins, where the proxy reaches it by name.
-const Network = "kamal"
-
 // Version is the version an image reference names: its tag, or the first 12 hex digits of
 // its digest.
 func Version(image string) string {
@@ -85,27 +82,35 @@ func (r *Role) labels(hash string) map[string]string {
 	return l
 }
 
-// CreateOptions is the Engine API request for the role's container.
+// Network is the one the role's containers join: their namespace's, where its accessories
+// and the proxy reach them by name and other namespaces do not.
+func (r *Role) Network() string { return docker.NamespaceNetwork(r.Namespace) }
+
+// CreateOptions is the Engine API request for the role's container. The network is not part
+// of the spec hash: a container moved from the old shared network keeps its hash.
 func (r *Role) CreateOptions(name, hash string) (client.ContainerCreateOptions, error) {
 	env := append([]string{
 		"KAMAL_CONTAINER_NAME=" + name,
 		"KAMAL_VERSION=" + r.Version(),
 	}, r.Env...)
 	cfg := &container.Config{Image: r.Image, Cmd: r.Cmd, Env: env, Labels: r.labels(hash)}
-	hc := &container.HostConfig{NetworkMode: container.NetworkMode(Network), Binds: r.Volumes}
+	hc := &container.HostConfig{NetworkMode: container.NetworkMode(r.Network()), Binds: r.Volumes}
 	if err := docker.ApplyOptions(r.Options, cfg, hc); err != nil {
 		return client.ContainerCreateOptions{}, err
 	}
 	docker.ApplyLogging(r.Logging, hc)
 	return client.ContainerCreateOptions{
 		Name: name, Config: cfg, HostConfig: hc,
-		NetworkingConfig: &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{Network: {}}},
+		NetworkingConfig: &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{r.Network(): {}}},
 	}, nil
 }
 
-// Filters select the containers of a Deployment (and role, when given) on a host.
+// Filters select the containers of a Deployment (and role, when given) on a host: made by the
+// controller, of that namespace and object. Only containers so found are ever stopped or
+// removed for the Deployment.
 func Filters(namespace, deployment, role string) client.Filters {
 	f := client.Filters{}.
+		Add("label", kamalv1.LabelManagedBy+"="+kamalv1.ManagerName).
 		Add("label", kamalv1.LabelNamespace+"="+namespace).
 		Add("label", kamalv1.LabelDeployment+"="+deployment)
 	if role != "" {

@@ -195,3 +195,29 @@ func TestPlanTargetReplacesAnUnreachableName(t *testing.T) {
 		t.Fatalf("not proxied: plan %+v, want the running container kept", p)
 	}
 }
+
+// A role's container joins its namespace's network, and only that one; the network is not in
+// the spec hash, so a container moved from the old shared network keeps its hash.
+func TestCreateOptionsJoinTheNamespaceNetwork(t *testing.T) {
+	r := &Role{Namespace: "shop", Deployment: "web", UID: "uid", Name: "web", Image: "shop/web:v1"}
+	opts, err := r.CreateOptions("web-web-v1", r.Hash("uid"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	eps := opts.NetworkingConfig.EndpointsConfig
+	if string(opts.HostConfig.NetworkMode) != "kamal-shop" || len(eps) != 1 || eps["kamal-shop"] == nil {
+		t.Errorf("network mode %q, endpoints %v", opts.HostConfig.NetworkMode, eps)
+	}
+	other := *r
+	other.Namespace = "blog"
+	if other.Network() == r.Network() {
+		t.Error("two namespaces share a network")
+	}
+	// Only the controller's containers of the object are found (and so ever stopped).
+	f := Filters("shop", "web", "web")
+	for _, want := range []string{kamalv1.LabelManagedBy + "=" + kamalv1.ManagerName, kamalv1.LabelNamespace + "=shop", kamalv1.LabelDeployment + "=web", kamalv1.LabelRole + "=web"} {
+		if _, ok := f["label"][want]; !ok {
+			t.Errorf("filters %v lack %s", f, want)
+		}
+	}
+}

@@ -12,7 +12,8 @@ func RouteID(namespace, deployment, role string) string {
 	return "kamal-" + namespace + "-" + deployment + "-" + role
 }
 
-// Upstream is how the proxy dials a container: by name on the kamal network.
+// Upstream is how the proxy dials a container: by name (unique per host) on the container's
+// namespace network, to which the proxy is attached.
 func (p *Proxy) Upstream(container string) string {
 	return fmt.Sprintf("%s:%d", container, p.AppPort)
 }

@@ -27,7 +27,8 @@ import (
 	"github.com/kamal-operator/kamal-operator/internal/remote"
 )
 
-func benchTarget(b *testing.B) *remote.Target {
+// benchTarget is how to reach the main test host directly, as the controller does.
+func benchTarget(b testing.TB) *remote.Target {
 	h := env.Host(hostMain)
 	signer, err := ssh.ParsePrivateKey(env.ClientPrivateKeyPEM())
 	if err != nil {

@@ -342,6 +342,13 @@ func TestInvalidSpecsAreRefused(t *testing.T) {
 		{"accessory file config map without key", acc(func(a *kamalv1.Accessory) {
 			a.Spec.Files = []kamalv1.AccessoryFile{{Target: "/etc/x.conf", ConfigMapKeyRef: &corev1.ConfigMapKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: "c"}}}}
 		}), []string{"configMapKeyRef.key must not be empty"}},
+		// The controller's own container names on every host.
+		{"accessory named kamal-proxy", acc(func(a *kamalv1.Accessory) { a.Name = "kamal-proxy" }), []string{"set spec.containerName to another name", "kamal-proxy and kamal-proxy-… are the proxy's containers"}},
+		{"accessory named as the proxy being replaced", acc(func(a *kamalv1.Accessory) { a.Name = "kamal-proxy-previous" }), []string{"set spec.containerName to another name"}},
+		{"accessory named as a setup container", acc(func(a *kamalv1.Accessory) { a.Name = "kamal-setup-db-1a2b3c4d" }), []string{"set spec.containerName to another name"}},
+		{"container name kamal-proxy", acc(func(a *kamalv1.Accessory) { a.Spec.ContainerName = "kamal-proxy" }), []string{"spec.containerName", "containerName is reserved"}},
+		{"container name of the failed proxy", acc(func(a *kamalv1.Accessory) { a.Spec.ContainerName = "kamal-proxy-failed" }), []string{"containerName is reserved"}},
+		{"container name of a setup container", acc(func(a *kamalv1.Accessory) { a.Spec.ContainerName = "kamal-setup-pg-0f1e2d3c" }), []string{"containerName is reserved"}},
 	}
 	if len(cases) < 25 {
 		t.Fatalf("only %d cases", len(cases))
@@ -447,6 +454,14 @@ func TestEdgeValuesAreAccepted(t *testing.T) {
 			a.Spec.Servers = kamalv1.ServerSelector{Namespace: strings.Repeat("p", 63), Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"tier": "db"}}}
 		})},
 		{"jump server by name", srv(func(s *kamalv1.Server) { s.Spec.JumpHost = &kamalv1.JumpHost{ServerName: "bastion.dc-1"} })},
+
+		// Near the reserved names, not them.
+		{"accessory named kamal", acc(func(a *kamalv1.Accessory) { a.Name = "kamal" })},
+		{"accessory named kamal-db", acc(func(a *kamalv1.Accessory) { a.Name = "kamal-db" })},
+		{"accessory named kamal-proxyish", acc(func(a *kamalv1.Accessory) { a.Name = "kamal-proxyish" })},
+		{"accessory named kamal-proxy with another container name", acc(func(a *kamalv1.Accessory) { a.Name = "kamal-proxy"; a.Spec.ContainerName = "edge-cache" })},
+		{"container name my-kamal-proxy", acc(func(a *kamalv1.Accessory) { a.Spec.ContainerName = "my-kamal-proxy" })},
+		{"container name kamal-setup", acc(func(a *kamalv1.Accessory) { a.Spec.ContainerName = "kamal-setup" })},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -316,7 +316,7 @@ func writeFile(path string, data string, mode os.FileMode) error {
 func (h *Host) daemonJSON() string {
 	pools := []map[string]any{}
 	for _, p := range dockerPools {
-		pools = append(pools, map[string]any{"base": p, "size": 27})
+		pools = append(pools, map[string]any{"base": p, "size": dockerPoolSize})
 	}
 	b, _ := json.MarshalIndent(map[string]any{
 		"data-root":             "/var/lib/docker",

@@ -5,15 +5,18 @@
 // docker-registry) serves all hosts from the bridge address, with the fixture images of
 // test/images pushed to it.
 //
-// Addresses (all inside 10.231.0.0/24; nothing is routed outside it):
+// Addresses (all inside 10.231.0.0/16; nothing is routed outside it):
 //
 //	10.231.0.0/27    root bridge kamalop0: .1 this machine (registry :5000), .11-.30 hosts 1-20
 //	10.231.0.32/27   behind a jump host: .33 the jump host's bridge kamalopj0, .41-.60 hosts 1-20
 //	10.231.0.64/27   docker0 inside every host
-//	10.231.0.96/27 … 10.231.0.224/27   Docker's address pools inside every host (user networks)
+//	10.231.128.0/17  Docker's address pools inside every host (user networks): 128 networks of
+//	                 /24, one per namespace a host serves plus the shared "kamal" network
 //
-// The root namespace does not forward packets, and an unreachable route covers the /24, so no
-// packet from a host or a container reaches any address but these. Hosts behind a jump host
+// Docker's own default pools hold about 30 networks; each namespace on a host has one, so the
+// test hosts get more (as docs/api.md tells operators to). The root namespace does not forward
+// packets, and an unreachable route covers the /16, so no packet from a host or a container
+// reaches any address but these. Hosts behind a jump host
 // reach the registry through the jump host, which masquerades them.
 //
 // Start and Close (and Teardown, for what an interrupted run left behind) hold a lock file, so
@@ -43,7 +46,7 @@ const (
 	Prefix          = "kamalop"            // of every netns, link and cgroup this package makes
 	BridgeName      = "kamalop0"           // root-namespace bridge
 	JumpBridgeName  = "kamalopj0"          // bridge inside a jump host
-	Subnet          = "10.231.0.0/24"      // every address used
+	Subnet          = "10.231.0.0/16"      // every address used
 	BridgeAddress   = "10.231.0.1"         // this machine on the bridge
 	RegistryAddress = "10.231.0.1:5000"    // the test registry (plain HTTP, insecure in every dockerd)
 	DefaultStateDir = "/tmp/kamalop-hosts" // per-run state: keys, configs, logs, Docker data
@@ -57,7 +60,11 @@ const (
 	hostPATH  = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 )
 
-var dockerPools = []string{"10.231.0.96/27", "10.231.0.128/27", "10.231.0.160/27", "10.231.0.192/27", "10.231.0.224/27"}
+// dockerPools are Docker's address pools inside every host (the same on each: they never leave
+// it), split into networks of dockerPoolSize.
+var dockerPools = []string{"10.231.128.0/17"}
+
+const dockerPoolSize = 24
 
 // HostOptions sets up one host.
 type HostOptions struct {
@@ -432,7 +439,7 @@ func (e *Env) setupNetwork() error {
 		{"link", "add", BridgeName, "type", "bridge"},
 		{"addr", "add", BridgeAddress + "/27", "dev", BridgeName},
 		{"link", "set", BridgeName, "up"},
-		// Anything in the /24 that is not on the bridge is unreachable from here, never sent
+		// Anything in the /16 that is not on the bridge is unreachable from here, never sent
 		// to the default route.
 		{"route", "add", "unreachable", Subnet},
 	}

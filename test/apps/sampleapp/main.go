@@ -9,6 +9,9 @@
 //	                   1 otherwise, for a Docker HEALTHCHECK in an image without curl
 //	"worker"           no HTTP: logs a heartbeat every $WORKER_INTERVAL (default 5s) until SIGTERM
 //	"version"          prints the version and exits
+//	"get URL"          GETs URL and prints the body; exit 0 on 2xx, 1 otherwise with the error
+//	                   (or status) on stderr. Run in a container (docker exec) it shows what that
+//	                   container reaches by name, for the network isolation tests
 //
 // Endpoints:
 //
@@ -36,6 +39,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log"
 	"net"
 	"net/http"
@@ -72,10 +76,34 @@ func main() {
 		os.Exit(worker())
 	case "version":
 		fmt.Println(appVersion())
+	case "get":
+		if len(os.Args) != 3 {
+			fmt.Fprintf(os.Stderr, "usage: sampleapp get URL\n")
+			os.Exit(2)
+		}
+		os.Exit(get(os.Stdout, os.Stderr, os.Args[2]))
 	default:
-		fmt.Fprintf(os.Stderr, "usage: sampleapp [serve|healthcheck|worker|version]\n")
+		fmt.Fprintf(os.Stderr, "usage: sampleapp [serve|healthcheck|worker|version|get URL]\n")
 		os.Exit(2)
 	}
+}
+
+// get GETs url (5 seconds at most) and writes the body to out: 0 on a 2xx answer, 1 with the
+// error or the status on errOut otherwise.
+func get(out, errOut io.Writer, url string) int {
+	c := &http.Client{Timeout: 5 * time.Second}
+	resp, err := c.Get(url)
+	if err != nil {
+		fmt.Fprintln(errOut, err)
+		return 1
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(out, io.LimitReader(resp.Body, 64<<10))
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		fmt.Fprintln(errOut, resp.Status)
+		return 1
+	}
+	return 0
 }
 
 func appVersion() string {

@@ -90,3 +90,22 @@ func TestBrokenBuildFlag(t *testing.T) {
 		t.Fatal("BROKEN=0 does not override the build flag")
 	}
 }
+
+func TestGet(t *testing.T) {
+	t.Setenv("APP_VERSION", "v9")
+	var inFlight atomic.Int64
+	srv := httptest.NewServer(handler(&inFlight))
+	defer srv.Close()
+	var out, errOut strings.Builder
+	if code := get(&out, &errOut, srv.URL+"/version"); code != 0 || strings.TrimSpace(out.String()) != "v9" {
+		t.Errorf("get /version: %d %q %q", code, out.String(), errOut.String())
+	}
+	out.Reset()
+	if code := get(&out, &errOut, srv.URL+"/env?name=NOT_SET_ANYWHERE"); code != 1 || !strings.Contains(errOut.String(), "404") {
+		t.Errorf("get a 404: %d %q", code, errOut.String())
+	}
+	errOut.Reset()
+	if code := get(&out, &errOut, "http://no-such-host.invalid/"); code != 1 || errOut.Len() == 0 {
+		t.Errorf("get an unknown host: %d %q", code, errOut.String())
+	}
+}
