@@ -33,6 +33,7 @@ func main() {
 		enableHTTP2            bool
 		proxyImage             string
 		namespace              string
+		watchNamespaces        string
 	)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", "0", "Address of the metrics endpoint (e.g. :8443 for HTTPS, :8080 for HTTP); 0 turns it off.")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address of the health and readiness probes.")
@@ -41,6 +42,7 @@ func main() {
 	flag.BoolVar(&enableHTTP2, "enable-http2", false, "Allow HTTP/2 on the metrics server (off by default against HTTP/2 stream attacks).")
 	flag.StringVar(&proxyImage, "proxy-image", controllers.DefaultProxyImage, "Proxy (Caddy) image for Servers whose spec names none.")
 	flag.StringVar(&namespace, "namespace", defaultNamespace(), "The controller's own namespace, which holds the known-hosts store (ConfigMap "+controllers.KnownHostsConfigMap+") of host keys trusted on first use; default: $POD_NAMESPACE, else "+controllers.DefaultNamespace+".")
+	flag.StringVar(&watchNamespaces, "watch-namespaces", "", "Comma-separated namespaces whose Servers, Deployments and Accessories (and the Secrets and ConfigMaps they name) the controller watches; empty: all. Its own --namespace is always watched.")
 	opts := zap.Options{Development: false}
 	opts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -56,19 +58,26 @@ func main() {
 		metricsOpts.FilterProvider = filters.WithAuthenticationAndAuthorization
 	}
 
-	mgr, err := ctrl.NewManager(ctrl.GetConfigOrDie(), ctrl.Options{
-		Scheme:                 scheme,
-		Metrics:                metricsOpts,
-		HealthProbeBindAddress: probeAddr,
-		LeaderElection:         leaderElect,
-		LeaderElectionID:       "kamal-operator.kamal.operator.dev",
-	})
+	watch, err := controllers.ParseWatchNamespaces(watchNamespaces)
+	if err != nil {
+		log.Error(err, "invalid flag")
+		os.Exit(2)
+	}
+	ctrlOpts := controllers.Options{DefaultProxyImage: proxyImage, Namespace: namespace, WatchNamespaces: watch}
+	mgr, err := ctrl.NewManager(ctrl.GetConfigOrDie(), controllers.ManagerOptions(ctrl.Options{
+		Scheme:                  scheme,
+		Metrics:                 metricsOpts,
+		HealthProbeBindAddress:  probeAddr,
+		LeaderElection:          leaderElect,
+		LeaderElectionID:        "kamal-operator.kamal.operator.dev",
+		LeaderElectionNamespace: namespace,
+	}, ctrlOpts))
 	if err != nil {
 		log.Error(err, "unable to create manager")
 		os.Exit(1)
 	}
 	ctx := ctrl.SetupSignalHandler()
-	if _, err := controllers.Setup(ctx, mgr, controllers.Options{DefaultProxyImage: proxyImage, Namespace: namespace}); err != nil {
+	if _, err := controllers.Setup(ctx, mgr, ctrlOpts); err != nil {
 		log.Error(err, "unable to set up controllers")
 		os.Exit(1)
 	}
@@ -80,7 +89,7 @@ func main() {
 		log.Error(err, "unable to set up ready check")
 		os.Exit(1)
 	}
-	log.Info("starting manager")
+	log.Info("starting manager", "watchNamespaces", watch)
 	if err := mgr.Start(ctx); err != nil {
 		log.Error(err, "manager stopped")
 		os.Exit(1)

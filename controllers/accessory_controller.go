@@ -18,6 +18,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
@@ -48,7 +49,8 @@ type AccessoryReconciler struct {
 	Recorder events.EventRecorder
 	Fleet    *fleet.Fleet
 
-	wake chan event.GenericEvent
+	privateImages privateImages
+	wake          chan event.GenericEvent
 }
 
 // +kubebuilder:rbac:groups=kamal.operator.dev,resources=accessories,verbs=get;list;watch;update;patch
@@ -66,7 +68,7 @@ type accessoryScope struct {
 	selected    []string
 	spec        *accessory.Spec
 	hash        string
-	auth        string
+	pull        docker.Pull
 	hosts       map[string]*fleet.Host
 	unreachable map[string]string
 	statuses    []kamalv1.AccessoryServerStatus
@@ -124,7 +126,7 @@ func (r *AccessoryReconciler) checkInputs(ctx context.Context, s *accessoryScope
 		}
 		return nil, err
 	}
-	if s.auth, problem, err = pullAuthFor(ctx, r.Client, a.Namespace, a.Spec.Image, a.Spec.ImagePullSecrets); err != nil || problem != nil {
+	if s.pull, problem, err = r.privateImages.pullFor(ctx, r.Client, a.Namespace, a.Spec.Image, a.Spec.ImagePullSecrets); err != nil || problem != nil {
 		if problem != nil {
 			return s.stall(problem)
 		}
@@ -154,7 +156,7 @@ func (r *AccessoryReconciler) converge(ctx context.Context, s *accessoryScope) (
 		goSafe(func() error {
 			hctx, cancel := context.WithTimeout(ctx, pullTimeout+5*time.Minute)
 			defer cancel()
-			s.statuses[i] = r.convergeHost(hctx, s.a, s.spec, s.hash, s.auth, server, h, &s.refused[i])
+			s.statuses[i] = r.convergeHost(hctx, s.a, s.spec, s.hash, server, s.pull, h, &s.refused[i])
 			return nil
 		}, func(err error) {
 			if err != nil {
@@ -296,7 +298,7 @@ func observeAccessory(ctx context.Context, h *fleet.Host, namespace, name string
 
 // convergeHost brings one host to the desired container and says how it stands.
 // refused is set when the registry refused the image for good.
-func (r *AccessoryReconciler) convergeHost(ctx context.Context, a *kamalv1.Accessory, spec *accessory.Spec, hash, auth, server string, h *fleet.Host, refused **refProblem) kamalv1.AccessoryServerStatus {
+func (r *AccessoryReconciler) convergeHost(ctx context.Context, a *kamalv1.Accessory, spec *accessory.Spec, hash, server string, pull docker.Pull, h *fleet.Host, refused **refProblem) kamalv1.AccessoryServerStatus {
 	st := kamalv1.AccessoryServerStatus{Server: server, Container: spec.ContainerName}
 	fail := func(err error) kamalv1.AccessoryServerStatus {
 		st.State, st.Message = kamalv1.TargetFailed, err.Error()
@@ -319,7 +321,7 @@ func (r *AccessoryReconciler) convergeHost(ctx context.Context, a *kamalv1.Acces
 		// Everything that can fail or take long comes before the old container stops: the
 		// pull, the network, the files. The gap is one stop, one create and one start.
 		pctx, cancel := context.WithTimeout(ctx, pullTimeout)
-		pulled, err := docker.EnsureImage(pctx, cli, spec.Image, auth)
+		pulled, err := docker.EnsureImageFor(pctx, cli, spec.Image, pull)
 		cancel()
 		if err != nil {
 			*refused = pullProblem(classifyPull(err))
@@ -563,8 +565,8 @@ func (r *AccessoryReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	c := mgr.GetClient()
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&kamalv1.Accessory{}).
-		Watches(&corev1.Secret{}, referrers(c, &kamalv1.AccessoryList{}, indexSecrets)).
-		Watches(&corev1.ConfigMap{}, referrers(c, &kamalv1.AccessoryList{}, indexConfigMaps)).
+		Watches(&corev1.Secret{}, referrers(c, &kamalv1.AccessoryList{}, indexSecrets), builder.OnlyMetadata).
+		Watches(&corev1.ConfigMap{}, referrers(c, &kamalv1.AccessoryList{}, indexConfigMaps), builder.OnlyMetadata).
 		Watches(&kamalv1.Server{}, allInNamespace(c, &kamalv1.AccessoryList{})).
 		WatchesRawSource(source.Channel(r.wake, &handler.EnqueueRequestForObject{})).
 		WithOptions(controller.Options{MaxConcurrentReconciles: 4}).

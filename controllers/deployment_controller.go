@@ -19,6 +19,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
@@ -66,8 +67,9 @@ type DeploymentReconciler struct {
 	Recorder events.EventRecorder
 	Fleet    *fleet.Fleet
 
-	wake chan event.GenericEvent
-	ops  *targetOps
+	privateImages privateImages
+	wake          chan event.GenericEvent
+	ops           *targetOps
 }
 
 // deploymentScope is what the phases of one reconcile share.
@@ -76,7 +78,7 @@ type deploymentScope struct {
 	placed   map[string][]string
 	roles    map[string]*release.Role
 	revision string
-	auth     string
+	pull     docker.Pull
 
 	hosts       map[string]*fleet.Host
 	unreachable map[string]string
@@ -176,7 +178,7 @@ func (r *DeploymentReconciler) checkInputs(ctx context.Context, s *deploymentSco
 		}
 		return nil, err
 	}
-	if s.auth, problem, err = pullAuthFor(ctx, r.Client, d.Namespace, d.Spec.Image, d.Spec.ImagePullSecrets); err != nil || problem != nil {
+	if s.pull, problem, err = r.privateImages.pullFor(ctx, r.Client, d.Namespace, d.Spec.Image, d.Spec.ImagePullSecrets); err != nil || problem != nil {
 		if problem != nil {
 			return s.stall(problem)
 		}
@@ -381,7 +383,7 @@ func (r *DeploymentReconciler) rolloutRole(ctx context.Context, s *deploymentSco
 // Deployment: status writes of later reconciles never touch what it reads.
 func (r *DeploymentReconciler) startDeploy(s *deploymentScope, t *target, opID string) {
 	d := s.d.DeepCopy()
-	dp := &deployer{d: d, auth: s.auth, recorder: r.Recorder}
+	dp := &deployer{d: d, pull: s.pull, recorder: r.Recorder}
 	key := opKey{d.Namespace, d.Name, t.role.Name, t.server}
 	r.ops.Start(key, opID, func(ctx context.Context, step func(opStep)) error {
 		ro := d.Spec.Rollout
@@ -675,8 +677,8 @@ func (r *DeploymentReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	c := mgr.GetClient()
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&kamalv1.Deployment{}).
-		Watches(&corev1.Secret{}, referrers(c, &kamalv1.DeploymentList{}, indexSecrets)).
-		Watches(&corev1.ConfigMap{}, referrers(c, &kamalv1.DeploymentList{}, indexConfigMaps)).
+		Watches(&corev1.Secret{}, referrers(c, &kamalv1.DeploymentList{}, indexSecrets), builder.OnlyMetadata).
+		Watches(&corev1.ConfigMap{}, referrers(c, &kamalv1.DeploymentList{}, indexConfigMaps), builder.OnlyMetadata).
 		Watches(&kamalv1.Accessory{}, referrers(c, &kamalv1.DeploymentList{}, indexAccessories)).
 		Watches(&kamalv1.Server{}, allInNamespace(c, &kamalv1.DeploymentList{})).
 		WatchesRawSource(source.Channel(r.wake, &handler.EnqueueRequestForObject{})).
