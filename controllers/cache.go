@@ -82,17 +82,47 @@ func ManagerOptions(o ctrl.Options, opts Options) ctrl.Options {
 }
 
 // identityOnly trims the metadata of a Secret or ConfigMap to what the watches and refClient
-// use: namespace, name, UID and resourceVersion. Labels, annotations (kubectl's
-// last-applied-configuration annotation holds a whole Secret) and managed fields are dropped,
-// so a cluster's unrelated Secrets cost the cache a few hundred bytes each.
+// use: namespace, name and resourceVersion. Labels, annotations (kubectl's
+// last-applied-configuration annotation holds a whole Secret), UID and managed fields are
+// dropped, and the namespace and type strings shared, so a cluster's unrelated Secrets cost
+// the cache about 400 bytes each (measured: test/envtest/memory).
 func identityOnly(obj any) (any, error) {
 	m, ok := obj.(*metav1.PartialObjectMetadata)
 	if !ok {
 		return obj, nil
 	}
-	return &metav1.PartialObjectMetadata{TypeMeta: m.TypeMeta, ObjectMeta: metav1.ObjectMeta{
-		Namespace: m.Namespace, Name: m.Name, UID: m.UID, ResourceVersion: m.ResourceVersion,
-	}}, nil
+	out := &metav1.PartialObjectMetadata{TypeMeta: m.TypeMeta, ObjectMeta: metav1.ObjectMeta{
+		Namespace: namespaces.intern(m.Namespace), Name: m.Name, ResourceVersion: m.ResourceVersion,
+	}}
+	switch m.Kind {
+	case secretType.Kind:
+		out.TypeMeta = secretType
+	case configMapType.Kind:
+		out.TypeMeta = configMapType
+	}
+	return out, nil
+}
+
+var (
+	secretType    = metav1.TypeMeta{APIVersion: "v1", Kind: "Secret"}
+	configMapType = metav1.TypeMeta{APIVersion: "v1", Kind: "ConfigMap"}
+	// namespaces interns namespace names: each decoded object brings its own copy.
+	namespaces = &internTable{strings: map[string]string{}}
+)
+
+type internTable struct {
+	mu      sync.Mutex
+	strings map[string]string
+}
+
+func (t *internTable) intern(s string) string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if v, ok := t.strings[s]; ok {
+		return v
+	}
+	t.strings[s] = s
+	return s
 }
 
 // refClient is the reconcilers' client. Secrets and ConfigMaps are read from the API server,

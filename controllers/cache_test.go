@@ -55,7 +55,7 @@ func TestIdentityOnlyDropsEverythingButTheIdentity(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := &metav1.PartialObjectMetadata{TypeMeta: in.TypeMeta, ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "s", UID: "u-1", ResourceVersion: "42"}}
+	want := &metav1.PartialObjectMetadata{TypeMeta: in.TypeMeta, ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "s", ResourceVersion: "42"}}
 	if fmt.Sprintf("%+v", out) != fmt.Sprintf("%+v", want) {
 		t.Errorf("got %+v\nwant %+v", out, want)
 	}
