@@ -36,6 +36,7 @@ func main() {
 		namespace              string
 		guests                 tenancy.GuestPolicy
 		guestPaths             string
+		watchNamespaces        string
 	)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", "0", "Address of the metrics endpoint (e.g. :8443 for HTTPS, :8080 for HTTP); 0 turns it off.")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address of the health and readiness probes.")
@@ -51,6 +52,7 @@ func main() {
 	flag.BoolVar(&guests.CapAdd, tenancy.FlagCapAdd, false, "Let guests add Linux capabilities (options.capAdd).")
 	flag.BoolVar(&guests.Devices, tenancy.FlagDevices, false, "Let guests map host devices (options.devices).")
 	flag.BoolVar(&guests.NamedVolumes, tenancy.FlagNamedVolumes, false, "Let guests mount named Docker volumes, which every namespace on a host shares by name.")
+	flag.StringVar(&watchNamespaces, "watch-namespaces", "", "Comma-separated namespaces whose Servers, Deployments and Accessories (and the Secrets and ConfigMaps they name) the controller watches; empty: all. Its own --namespace is always watched.")
 	opts := zap.Options{Development: false}
 	opts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -71,19 +73,26 @@ func main() {
 		metricsOpts.FilterProvider = filters.WithAuthenticationAndAuthorization
 	}
 
-	mgr, err := ctrl.NewManager(ctrl.GetConfigOrDie(), ctrl.Options{
-		Scheme:                 scheme,
-		Metrics:                metricsOpts,
-		HealthProbeBindAddress: probeAddr,
-		LeaderElection:         leaderElect,
-		LeaderElectionID:       "kamal-operator.kamal.operator.dev",
-	})
+	watch, err := controllers.ParseWatchNamespaces(watchNamespaces)
+	if err != nil {
+		log.Error(err, "invalid flag")
+		os.Exit(2)
+	}
+	ctrlOpts := controllers.Options{DefaultProxyImage: proxyImage, Namespace: namespace, WatchNamespaces: watch, Guests: guests}
+	mgr, err := ctrl.NewManager(ctrl.GetConfigOrDie(), controllers.ManagerOptions(ctrl.Options{
+		Scheme:                  scheme,
+		Metrics:                 metricsOpts,
+		HealthProbeBindAddress:  probeAddr,
+		LeaderElection:          leaderElect,
+		LeaderElectionID:        "kamal-operator.kamal.operator.dev",
+		LeaderElectionNamespace: namespace,
+	}, ctrlOpts))
 	if err != nil {
 		log.Error(err, "unable to create manager")
 		os.Exit(1)
 	}
 	ctx := ctrl.SetupSignalHandler()
-	if _, err := controllers.Setup(ctx, mgr, controllers.Options{DefaultProxyImage: proxyImage, Namespace: namespace, Guests: guests}); err != nil {
+	if _, err := controllers.Setup(ctx, mgr, ctrlOpts); err != nil {
 		log.Error(err, "unable to set up controllers")
 		os.Exit(1)
 	}
@@ -95,7 +104,7 @@ func main() {
 		log.Error(err, "unable to set up ready check")
 		os.Exit(1)
 	}
-	log.Info("starting manager")
+	log.Info("starting manager", "watchNamespaces", watch)
 	if err := mgr.Start(ctx); err != nil {
 		log.Error(err, "manager stopped")
 		os.Exit(1)

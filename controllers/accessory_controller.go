@@ -52,7 +52,8 @@ type AccessoryReconciler struct {
 	// Guests is what an Accessory placed on a Server of another namespace may ask.
 	Guests tenancy.GuestPolicy
 
-	wake chan event.GenericEvent
+	privateImages privateImages
+	wake          chan event.GenericEvent
 }
 
 // +kubebuilder:rbac:groups=kamal.operator.dev,resources=accessories,verbs=get;list;watch;update;patch
@@ -70,7 +71,7 @@ type accessoryScope struct {
 	selected    []string
 	spec        *accessory.Spec
 	hash        string
-	auth        string
+	pull        docker.Pull
 	hosts       map[string]*fleet.Host
 	unreachable map[string]string
 	statuses    []kamalv1.AccessoryServerStatus
@@ -131,7 +132,7 @@ func (r *AccessoryReconciler) checkInputs(ctx context.Context, s *accessoryScope
 		}
 		return nil, err
 	}
-	if s.auth, problem, err = pullAuthFor(ctx, r.Client, a.Namespace, a.Spec.Image, a.Spec.ImagePullSecrets); err != nil || problem != nil {
+	if s.pull, problem, err = r.privateImages.pullFor(ctx, r.Client, a.Namespace, a.Spec.Image, a.Spec.ImagePullSecrets); err != nil || problem != nil {
 		if problem != nil {
 			return s.stall(problem)
 		}
@@ -164,7 +165,7 @@ func (r *AccessoryReconciler) converge(ctx context.Context, s *accessoryScope) (
 		goSafe(func() error {
 			hctx, cancel := context.WithTimeout(ctx, pullTimeout+5*time.Minute)
 			defer cancel()
-			s.statuses[i] = r.convergeHost(hctx, s.a, s.spec, s.hash, s.auth, server, h, &s.refused[i])
+			s.statuses[i] = r.convergeHost(hctx, s.a, s.spec, s.hash, server, s.pull, h, &s.refused[i])
 			return nil
 		}, func(err error) {
 			if err != nil {
@@ -311,7 +312,7 @@ func observeAccessory(ctx context.Context, h *fleet.Host, namespace, name string
 
 // convergeHost brings one host to the desired container and says how it stands.
 // refused is set when the registry refused the image for good.
-func (r *AccessoryReconciler) convergeHost(ctx context.Context, a *kamalv1.Accessory, spec *accessory.Spec, hash, auth, server string, h *fleet.Host, refused **refProblem) kamalv1.AccessoryServerStatus {
+func (r *AccessoryReconciler) convergeHost(ctx context.Context, a *kamalv1.Accessory, spec *accessory.Spec, hash, server string, pull docker.Pull, h *fleet.Host, refused **refProblem) kamalv1.AccessoryServerStatus {
 	st := kamalv1.AccessoryServerStatus{Server: server, Container: spec.ContainerName}
 	fail := func(err error) kamalv1.AccessoryServerStatus {
 		st.State, st.Message = kamalv1.TargetFailed, err.Error()
@@ -342,7 +343,7 @@ func (r *AccessoryReconciler) convergeHost(ctx context.Context, a *kamalv1.Acces
 		// Everything that can fail or take long comes before the old container stops: the
 		// pull, the name, the files. The gap is one stop, one create and one start.
 		pctx, cancel := context.WithTimeout(ctx, pullTimeout)
-		pulled, err := docker.EnsureImage(pctx, cli, spec.Image, auth)
+		pulled, err := docker.EnsureImageFor(pctx, cli, spec.Image, pull)
 		cancel()
 		if err != nil {
 			*refused = pullProblem(classifyPull(err))
@@ -666,8 +667,8 @@ func (r *AccessoryReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	c := mgr.GetClient()
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&kamalv1.Accessory{}).
-		Watches(&corev1.Secret{}, referrers(c, &kamalv1.AccessoryList{}, indexSecrets)).
-		Watches(&corev1.ConfigMap{}, referrers(c, &kamalv1.AccessoryList{}, indexConfigMaps)).
+		Watches(&corev1.Secret{}, referrers(c, &kamalv1.AccessoryList{}, indexSecrets), builder.OnlyMetadata).
+		Watches(&corev1.ConfigMap{}, referrers(c, &kamalv1.AccessoryList{}, indexConfigMaps), builder.OnlyMetadata).
 		Watches(&kamalv1.Server{}, serverUsers(c, &kamalv1.AccessoryList{})).
 		Watches(&corev1.Namespace{}, namespaceGuests(c, &kamalv1.AccessoryList{}), builder.WithPredicates(predicate.LabelChangedPredicate{})).
 		WatchesRawSource(source.Channel(r.wake, &handler.EnqueueRequestForObject{})).

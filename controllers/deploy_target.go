@@ -127,7 +127,7 @@ func healthOf(status string) string {
 // deployer around its own copy of the Deployment.
 type deployer struct {
 	d        *kamalv1.Deployment
-	auth     string
+	pull     docker.Pull
 	recorder events.EventRecorder
 	// step, when set, is told what the deploy does now, for status.
 	step func(opStep)
@@ -224,7 +224,7 @@ func (dp *deployer) deploy(ctx context.Context, t *target) error {
 	if desired == nil {
 		dp.at(stepPulling)
 		pctx, cancel := context.WithTimeout(ctx, pullTimeout)
-		pulled, err := docker.EnsureImage(pctx, cli, t.role.Image, dp.auth)
+		pulled, err := docker.EnsureImageFor(pctx, cli, t.role.Image, dp.pull)
 		cancel()
 		if err != nil {
 			return classifyPull(fmt.Errorf("on %s: %w", t.server, err))

@@ -71,8 +71,9 @@ type DeploymentReconciler struct {
 	// Guests is what a Deployment placed on a Server of another namespace may ask.
 	Guests tenancy.GuestPolicy
 
-	wake chan event.GenericEvent
-	ops  *targetOps
+	privateImages privateImages
+	wake          chan event.GenericEvent
+	ops           *targetOps
 }
 
 // deploymentScope is what the phases of one reconcile share.
@@ -81,7 +82,7 @@ type deploymentScope struct {
 	placed   map[string][]string
 	roles    map[string]*release.Role
 	revision string
-	auth     string
+	pull     docker.Pull
 
 	hosts       map[string]*fleet.Host
 	unreachable map[string]string
@@ -185,7 +186,7 @@ func (r *DeploymentReconciler) checkInputs(ctx context.Context, s *deploymentSco
 		}
 		return nil, err
 	}
-	if s.auth, problem, err = pullAuthFor(ctx, r.Client, d.Namespace, d.Spec.Image, d.Spec.ImagePullSecrets); err != nil || problem != nil {
+	if s.pull, problem, err = r.privateImages.pullFor(ctx, r.Client, d.Namespace, d.Spec.Image, d.Spec.ImagePullSecrets); err != nil || problem != nil {
 		if problem != nil {
 			return s.stall(problem)
 		}
@@ -404,7 +405,7 @@ func (r *DeploymentReconciler) rolloutRole(ctx context.Context, s *deploymentSco
 // Deployment: status writes of later reconciles never touch what it reads.
 func (r *DeploymentReconciler) startDeploy(s *deploymentScope, t *target, opID string) {
 	d := s.d.DeepCopy()
-	dp := &deployer{d: d, auth: s.auth, recorder: r.Recorder}
+	dp := &deployer{d: d, pull: s.pull, recorder: r.Recorder}
 	key := opKey{d.Namespace, d.Name, t.role.Name, t.server}
 	r.ops.Start(key, opID, func(ctx context.Context, step func(opStep)) error {
 		ro := d.Spec.Rollout
@@ -706,8 +707,8 @@ func (r *DeploymentReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&kamalv1.Deployment{}).
 		Watches(&kamalv1.Deployment{}, claimRivals(c)).
-		Watches(&corev1.Secret{}, referrers(c, &kamalv1.DeploymentList{}, indexSecrets)).
-		Watches(&corev1.ConfigMap{}, referrers(c, &kamalv1.DeploymentList{}, indexConfigMaps)).
+		Watches(&corev1.Secret{}, referrers(c, &kamalv1.DeploymentList{}, indexSecrets), builder.OnlyMetadata).
+		Watches(&corev1.ConfigMap{}, referrers(c, &kamalv1.DeploymentList{}, indexConfigMaps), builder.OnlyMetadata).
 		Watches(&kamalv1.Accessory{}, referrers(c, &kamalv1.DeploymentList{}, indexAccessories)).
 		Watches(&kamalv1.Server{}, serverUsers(c, &kamalv1.DeploymentList{})).
 		Watches(&corev1.Namespace{}, namespaceGuests(c, &kamalv1.DeploymentList{}), builder.WithPredicates(predicate.LabelChangedPredicate{})).

@@ -13,6 +13,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/event"
@@ -46,6 +47,9 @@ const (
 // ServerReconciler keeps each Server connected, with the proxy and the namespace networks.
 type ServerReconciler struct {
 	client.Client
+	// APIReader reads from the API server, not the cache: the known-hosts store is read
+	// there before it is written.
+	APIReader         client.Reader
 	Recorder          events.EventRecorder
 	Fleet             *fleet.Fleet
 	DefaultProxyImage string
@@ -139,7 +143,7 @@ func (r *ServerReconciler) connect(ctx context.Context, srv *kamalv1.Server) (*f
 	target, problem, err := targetFor(ctx, r.Client, srv, true)
 	var fu *firstUse
 	if err == nil && problem == nil && srv.Spec.HostKeyPolicy == kamalv1.HostKeyTrustOnFirstUse && len(srv.Spec.KnownHosts) == 0 {
-		fu, problem, err = trustFromStore(ctx, knownHostsStore{c: r.Client, namespace: r.KnownHostsNamespace}, srv, target)
+		fu, problem, err = trustFromStore(ctx, knownHostsStore{c: r.Client, fresh: r.APIReader, namespace: r.KnownHostsNamespace}, srv, target)
 	}
 	if err != nil || problem != nil {
 		if problem != nil {
@@ -417,7 +421,7 @@ func (r *ServerReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	})
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&kamalv1.Server{}).
-		Watches(&corev1.Secret{}, referrers(mgr.GetClient(), &kamalv1.ServerList{}, indexSecrets)).
+		Watches(&corev1.Secret{}, referrers(mgr.GetClient(), &kamalv1.ServerList{}, indexSecrets), builder.OnlyMetadata).
 		Watches(&kamalv1.Server{}, referrers(mgr.GetClient(), &kamalv1.ServerList{}, indexServers)).
 		Watches(&kamalv1.Server{}, sameHost(mgr.GetClient())).
 		WatchesRawSource(source.Channel(r.wake, &handler.EnqueueRequestForObject{})).

@@ -30,27 +30,37 @@ type Options struct {
 	// Guests is what Deployments and Accessories placed on a Server of another namespace may
 	// ask of its host; the zero value allows nothing beyond an ordinary container.
 	Guests tenancy.GuestPolicy
+	// WatchNamespaces limits the manager's cache, and so the objects reconciled, to these
+	// namespaces and Namespace (see ManagerOptions); empty for all.
+	WatchNamespaces []string
 }
 
-// Setup registers the indexes and the three reconcilers with a manager, sharing one fleet of
-// host connections, and returns that fleet.
+func (o Options) namespace() string {
+	if o.Namespace == "" {
+		return DefaultNamespace
+	}
+	return o.Namespace
+}
+
+// Setup registers the indexes and the three reconcilers with a manager (made with
+// ManagerOptions), sharing one fleet of host connections, and returns that fleet.
 func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) (*fleet.Fleet, error) {
 	if err := SetupIndexes(ctx, mgr); err != nil {
 		return nil, err
 	}
 	hosts := fleet.New(ctrl.Log.WithName("fleet"))
 	rec := mgr.GetEventRecorder(EventSource)
-	if opts.Namespace == "" {
-		opts.Namespace = DefaultNamespace
-	}
-	if err := (&ServerReconciler{Client: mgr.GetClient(), Recorder: rec, Fleet: hosts, DefaultProxyImage: opts.DefaultProxyImage,
-		KnownHostsNamespace: opts.Namespace}).SetupWithManager(mgr); err != nil {
+	// One client for the three: Secrets and ConfigMaps read once per change, not per reconcile.
+	c := newRefClient(mgr.GetClient(), mgr.GetCache(), mgr.GetAPIReader())
+	images := privateImages{c: c, fresh: mgr.GetAPIReader(), namespace: opts.namespace()}
+	if err := (&ServerReconciler{Client: c, APIReader: mgr.GetAPIReader(), Recorder: rec, Fleet: hosts, DefaultProxyImage: opts.DefaultProxyImage,
+		KnownHostsNamespace: opts.namespace()}).SetupWithManager(mgr); err != nil {
 		return nil, err
 	}
-	if err := (&DeploymentReconciler{Client: mgr.GetClient(), Recorder: rec, Fleet: hosts, Guests: opts.Guests}).SetupWithManager(mgr); err != nil {
+	if err := (&DeploymentReconciler{Client: c, Recorder: rec, Fleet: hosts, privateImages: images, Guests: opts.Guests}).SetupWithManager(mgr); err != nil {
 		return nil, err
 	}
-	if err := (&AccessoryReconciler{Client: mgr.GetClient(), Recorder: rec, Fleet: hosts, Guests: opts.Guests}).SetupWithManager(mgr); err != nil {
+	if err := (&AccessoryReconciler{Client: c, Recorder: rec, Fleet: hosts, privateImages: images, Guests: opts.Guests}).SetupWithManager(mgr); err != nil {
 		return nil, err
 	}
 	return hosts, nil

@@ -145,7 +145,10 @@ const KnownHostsConfigMap = "kamal-operator-known-hosts"
 
 // knownHostsStore reads and writes KnownHostsConfigMap.
 type knownHostsStore struct {
-	c         client.Client
+	c client.Client
+	// fresh reads the store before a write, from the API server (c may answer from a cache
+	// that is behind); c when nil.
+	fresh     client.Reader
 	namespace string
 }
 
@@ -179,8 +182,12 @@ func (s knownHostsStore) record(ctx context.Context, entry, key string) error {
 	err := retry.OnError(retry.DefaultBackoff, func(err error) bool {
 		return apierrors.IsConflict(err) || apierrors.IsAlreadyExists(err)
 	}, func() error {
+		fresh := s.fresh
+		if fresh == nil {
+			fresh = s.c
+		}
 		var cm corev1.ConfigMap
-		err := s.c.Get(ctx, types.NamespacedName{Namespace: s.namespace, Name: KnownHostsConfigMap}, &cm)
+		err := fresh.Get(ctx, types.NamespacedName{Namespace: s.namespace, Name: KnownHostsConfigMap}, &cm)
 		if apierrors.IsNotFound(err) {
 			cm = corev1.ConfigMap{
 				ObjectMeta: metav1.ObjectMeta{Namespace: s.namespace, Name: KnownHostsConfigMap,

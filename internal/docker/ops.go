@@ -50,16 +50,40 @@ func EnsureNetwork(ctx context.Context, cli *client.Client, name string) error {
 	return nil
 }
 
-// EnsureImage pulls ref unless the host has it, and says whether it pulled. registryAuth is
-// the base64 JSON credential sent with this pull only; nothing is written to the host's docker
-// config.
+// Pull is how an object's image is pulled.
+type Pull struct {
+	// Auth is the X-Registry-Auth value of the object's credentials for the image's registry,
+	// "" for none. It is sent with the pull only; nothing is written to the host's docker config.
+	Auth string
+	// Private says the image's repository was pulled with credentials (by this object or any
+	// other): a copy on the host then proves nothing about this object's right to run it.
+	Private bool
+}
+
+// Needed says whether the image is pulled before a container of it is created: when the host
+// lacks it; and for a private image, or an object with credentials, even when the host has it,
+// so that the registry decides, with the object's own credentials (none for an object
+// without), whether it may run it. A layer the host has is not downloaded again: such a pull
+// costs a manifest request. A public image on the host is used as it is.
+func (p Pull) Needed(present bool) bool { return !present || p.Private || p.Auth != "" }
+
+// EnsureImage is EnsureImageFor with Pull{Auth: registryAuth}: with no credentials, it pulls
+// ref only when the host lacks it (the proxy's image, a setup container's).
 func EnsureImage(ctx context.Context, cli *client.Client, ref, registryAuth string) (bool, error) {
-	if _, err := cli.ImageInspect(ctx, ref); err == nil {
-		return false, nil
-	} else if !IsNotFound(err) {
+	return EnsureImageFor(ctx, cli, ref, Pull{Auth: registryAuth})
+}
+
+// EnsureImageFor pulls ref for an object when p says so (see Pull.Needed), and says whether it
+// pulled.
+func EnsureImageFor(ctx context.Context, cli *client.Client, ref string, p Pull) (bool, error) {
+	_, err := cli.ImageInspect(ctx, ref)
+	if err != nil && !IsNotFound(err) {
 		return false, err
 	}
-	resp, err := cli.ImagePull(ctx, ref, client.ImagePullOptions{RegistryAuth: registryAuth})
+	if !p.Needed(err == nil) {
+		return false, nil
+	}
+	resp, err := cli.ImagePull(ctx, ref, client.ImagePullOptions{RegistryAuth: p.Auth})
 	if err != nil {
 		return false, fmt.Errorf("pulling %s: %w", ref, err)
 	}

@@ -10,13 +10,33 @@ import (
 	"strings"
 )
 
-// Registry is the registry host of an image reference ("docker.io" when none is named).
+// Registry is the registry host of an image reference ("docker.io" when none is named), in
+// lower case, Docker Hub's other names spelled "docker.io".
 func Registry(image string) string {
 	first, _, found := strings.Cut(image, "/")
 	if !found || !(strings.ContainsAny(first, ".:") || first == "localhost") {
 		return "docker.io"
 	}
-	return first
+	return normalize(strings.ToLower(first))
+}
+
+// Repository is the repository of an image reference, with its registry and without tag or
+// digest, spelled one way for each: "postgres:15" and "docker.io/library/postgres@sha256:…"
+// are both "docker.io/library/postgres".
+func Repository(image string) string {
+	name, _, _ := strings.Cut(image, "@")
+	if i := strings.LastIndex(name, ":"); i > strings.LastIndex(name, "/") {
+		name = name[:i] // the tag; a colon before the last slash is a registry's port
+	}
+	reg := Registry(name)
+	path := name
+	if first, rest, found := strings.Cut(name, "/"); found && (strings.ContainsAny(first, ".:") || first == "localhost") {
+		path = rest
+	}
+	if reg == "docker.io" && !strings.Contains(path, "/") {
+		path = "library/" + path
+	}
+	return reg + "/" + path
 }
 
 type dockerConfig struct {

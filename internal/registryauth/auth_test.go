@@ -3,6 +3,7 @@ package registryauth
 import (
 	"encoding/base64"
 	"encoding/json"
+	"strings"
 	"testing"
 )
 
@@ -10,9 +11,31 @@ func TestRegistry(t *testing.T) {
 	for image, want := range map[string]string{
 		"postgres:15": "docker.io", "shuirong/dokuya:1": "docker.io", "docker.io/x/y:1": "docker.io",
 		"ghcr.io/a/b:1": "ghcr.io", "10.231.0.1:5000/app:v1": "10.231.0.1:5000", "localhost/app:1": "localhost",
+		"index.docker.io/x/y:1": "docker.io", "GHCR.io/a/b:1": "ghcr.io",
 	} {
 		if got := Registry(image); got != want {
 			t.Errorf("Registry(%q) = %q, want %q", image, got, want)
+		}
+	}
+}
+
+func TestRepository(t *testing.T) {
+	digest := "@sha256:" + strings.Repeat("a", 64)
+	for image, want := range map[string]string{
+		"postgres:15":                            "docker.io/library/postgres",
+		"postgres" + digest:                      "docker.io/library/postgres",
+		"docker.io/library/postgres:15" + digest: "docker.io/library/postgres",
+		"index.docker.io/library/postgres:15":    "docker.io/library/postgres",
+		"shuirong/dokuya:1":                      "docker.io/shuirong/dokuya",
+		"ghcr.io/a/b/c:v1.2":                     "ghcr.io/a/b/c",
+		"GHCR.io/a/b:TAG":                        "ghcr.io/a/b",
+		"10.231.0.1:5000/sampleapp:v1":           "10.231.0.1:5000/sampleapp",
+		"10.231.0.1:5000/sampleapp" + digest:     "10.231.0.1:5000/sampleapp",
+		"localhost/app:1":                        "localhost/app",
+		"localhost:5000/team/app:1":              "localhost:5000/team/app",
+	} {
+		if got := Repository(image); got != want {
+			t.Errorf("Repository(%q) = %q, want %q", image, got, want)
 		}
 	}
 }

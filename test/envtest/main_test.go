@@ -18,6 +18,7 @@ var (
 	k8s        client.Client
 	kubeconfig string
 	kubectlBin string
+	mgr        *framework.Manager
 	repoRoot   = framework.RepoRoot()
 )
 
@@ -33,7 +34,7 @@ func run(m *testing.M) int {
 	}
 	defer cp.Stop()
 	k8s, kubeconfig, kubectlBin = cp.Client, cp.Kubeconfig, cp.Kubectl
-	mgr, err := framework.StartManager(cp, controllers.Options{})
+	mgr, err = framework.StartManager(cp, controllers.Options{})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1

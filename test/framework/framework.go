@@ -110,11 +110,15 @@ func (cp *ControlPlane) Stop() {
 
 // Manager is the controllers running in this process.
 type Manager struct {
-	Fleet  *fleet.Fleet
-	cancel context.CancelFunc
-	done   chan error
-	once   sync.Once
+	Fleet    *fleet.Fleet
+	cancel   context.CancelFunc
+	done     chan error
+	once     sync.Once
+	requests requestLog
 }
+
+// SecretRequests are the requests the controllers made about Secrets and ConfigMaps so far.
+func (m *Manager) SecretRequests() []Request { return m.requests.list() }
 
 // ControllerNamespace is the controllers' own namespace in the suites (it holds the known-hosts
 // store); StartManager creates it and uses it when opts name none.
@@ -130,21 +134,22 @@ func StartManager(cp *ControlPlane, opts controllers.Options) (*Manager, error) 
 		return nil, fmt.Errorf("creating the controllers' namespace %s: %w", opts.Namespace, err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
+	m := &Manager{cancel: cancel, done: make(chan error, 1)}
+	cfg := rest.CopyConfig(cp.Config)
+	cfg.Wrap(m.requests.wrap)
 	skip := true // a test may stop the controllers and start them again in this process
-	mgr, err := ctrl.NewManager(cp.Config, ctrl.Options{
+	mgr, err := ctrl.NewManager(cfg, controllers.ManagerOptions(ctrl.Options{
 		Scheme: Scheme, Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0",
 		Controller: config.Controller{SkipNameValidation: &skip},
-	})
+	}, opts))
 	if err != nil {
 		cancel()
 		return nil, err
 	}
-	f, err := controllers.Setup(ctx, mgr, opts)
-	if err != nil {
+	if m.Fleet, err = controllers.Setup(ctx, mgr, opts); err != nil {
 		cancel()
 		return nil, err
 	}
-	m := &Manager{Fleet: f, cancel: cancel, done: make(chan error, 1)}
 	go func() { m.done <- mgr.Start(ctx) }()
 	return m, nil
 }
