@@ -166,6 +166,7 @@ func TestDeploymentStallsOnMissingReferencesAndPlacement(t *testing.T) {
 	// missing), which the status names, and which retrying may fix.
 	jobs := validServer(ns)
 	jobs.Name, jobs.Labels = "jobs-1", map[string]string{"tier": "jobs"}
+	jobs.Spec.Port = 2 // another host than web-1's, or it would be a duplicate
 	if err := k8s.Create(ctx, jobs); err != nil {
 		t.Fatal(err)
 	}

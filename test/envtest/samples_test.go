@@ -55,7 +55,8 @@ func TestSamplesAreAcceptedWithDefaults(t *testing.T) {
 	if srv.Spec.HostKeyPolicy != kamalv1.HostKeyPinned || srv.Spec.Docker.SocketPath != "/var/run/docker.sock" ||
 		srv.Spec.Docker.Bootstrap != kamalv1.DockerBootstrapNever || srv.Spec.Proxy.HTTPPort != 80 ||
 		srv.Spec.Proxy.HTTPSPort != 443 || srv.Spec.Proxy.Enabled == nil || !*srv.Spec.Proxy.Enabled ||
-		srv.Spec.KeepAliveInterval == nil || srv.Spec.KeepAliveInterval.Duration.String() != "3s" || srv.Spec.KeepAliveCountMax != 3 {
+		srv.Spec.KeepAliveInterval == nil || srv.Spec.KeepAliveInterval.Duration.String() != "3s" || srv.Spec.KeepAliveCountMax != 3 ||
+		srv.Spec.AllowedNamespaces == nil || srv.Spec.AllowedNamespaces.From != kamalv1.NamespacesFromSame {
 		t.Errorf("Server defaults not applied: %+v", srv.Spec)
 	}
 

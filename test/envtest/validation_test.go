@@ -2,6 +2,8 @@ package envtest
 
 import (
 	"context"
+	"fmt"
+	"hash/fnv"
 	"strings"
 	"testing"
 
@@ -22,13 +24,23 @@ func validServer(ns string) *kamalv1.Server {
 	return &kamalv1.Server{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "web-1", Labels: map[string]string{"tier": "web"}},
 		Spec: kamalv1.ServerSpec{
-			// Loopback port 1: the controller's dial is refused at once and reaches no one.
-			Address:         "127.0.0.1",
+			// Port 1 of a loopback address: the controller's dial is refused at once and reaches
+			// no one. The address is the namespace's own, since two Servers of one address and
+			// port are one host, and the younger is a duplicate (DuplicateServer).
+			Address:         loopbackFor(ns),
 			Port:            1,
 			SSHKeySecretRef: corev1.LocalObjectReference{Name: "deploy-key"},
 			KnownHosts:      []string{hostKey},
 		},
 	}
+}
+
+// loopbackFor is an address of 127.0.0.0/8 (all loopback on Linux) derived from ns.
+func loopbackFor(ns string) string {
+	h := fnv.New32a()
+	h.Write([]byte(ns))
+	v := h.Sum32()
+	return fmt.Sprintf("127.%d.%d.%d", byte(v>>16), byte(v>>8), 1+byte(v)%254)
 }
 
 func validDeployment(ns string) *kamalv1.Deployment {
@@ -122,6 +134,20 @@ func TestInvalidSpecsAreRefused(t *testing.T) {
 		}), []string{"set exactly one of jumpHost.serverName or jumpHost.address"}},
 		{"jump host address without known hosts", srv(func(s *kamalv1.Server) { s.Spec.JumpHost = &kamalv1.JumpHost{Address: "10.0.0.1"} }), []string{"a jump host given by address needs knownHosts"}},
 		{"jump server with its own user", srv(func(s *kamalv1.Server) { s.Spec.JumpHost = &kamalv1.JumpHost{ServerName: "bastion", User: "admin"} }), []string{"a jump host given by serverName takes its address"}},
+		{"allowed namespaces from Selector without selector", srv(func(s *kamalv1.Server) {
+			s.Spec.AllowedNamespaces = &kamalv1.AllowedNamespaces{From: kamalv1.NamespacesFromSelector}
+		}), []string{"allowedNamespaces.selector is required when from is Selector, and only allowed then"}},
+		{"allowed namespaces selector with from All", srv(func(s *kamalv1.Server) {
+			s.Spec.AllowedNamespaces = &kamalv1.AllowedNamespaces{From: kamalv1.NamespacesFromAll, Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"tenant": "a"}}}
+		}), []string{"allowedNamespaces.selector is required when from is Selector, and only allowed then"}},
+		{"allowed namespaces selector with from defaulted to Same", srv(func(s *kamalv1.Server) {
+			s.Spec.AllowedNamespaces = &kamalv1.AllowedNamespaces{Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"tenant": "a"}}}
+		}), []string{"allowedNamespaces.selector is required when from is Selector, and only allowed then"}},
+		{"allowed namespaces selector empty", srv(func(s *kamalv1.Server) {
+			s.Spec.AllowedNamespaces = &kamalv1.AllowedNamespaces{From: kamalv1.NamespacesFromSelector, Selector: &metav1.LabelSelector{}}
+		}), []string{"allowedNamespaces.selector is empty and would match every namespace: use from: All"}},
+		{"allowed namespaces from unknown", srv(func(s *kamalv1.Server) { s.Spec.AllowedNamespaces = &kamalv1.AllowedNamespaces{From: "Others"} }),
+			[]string{"spec.allowedNamespaces.from", `supported values: "Same", "All", "Selector"`}},
 		{"proxy ports equal", srv(func(s *kamalv1.Server) { s.Spec.Proxy.HTTPPort = 8080; s.Spec.Proxy.HTTPSPort = 8080 }), []string{"proxy httpPort and httpsPort must differ"}},
 		{"keepalive too short", srv(func(s *kamalv1.Server) { s.Spec.KeepAliveInterval = dur("500ms") }), []string{"keepAliveInterval must be at least 1s"}},
 		{"relative docker socket", srv(func(s *kamalv1.Server) { s.Spec.Docker.SocketPath = "run/docker.sock" }), []string{"spec.docker.socketPath", "should match"}},
@@ -298,6 +324,11 @@ func TestInvalidSpecsAreRefused(t *testing.T) {
 		{"accessory selector and names", acc(func(a *kamalv1.Accessory) {
 			a.Spec.Servers.Selector = &metav1.LabelSelector{MatchLabels: map[string]string{"tier": "db"}}
 		}), []string{"set exactly one of servers.names or servers.selector"}},
+		{"servers namespace not a namespace name", dep(func(d *kamalv1.Deployment) {
+			web(d, func(r *kamalv1.Role) { r.Servers.Namespace = "Platform_1" })
+		}), []string{"spec.roles.web.servers.namespace", "should match"}},
+		{"accessory servers namespace too long", acc(func(a *kamalv1.Accessory) { a.Spec.Servers.Namespace = strings.Repeat("p", 64) }),
+			[]string{"spec.servers.namespace", "may not be more than 63"}},
 		{"accessory selector empty", acc(func(a *kamalv1.Accessory) { a.Spec.Servers = kamalv1.ServerSelector{Selector: &metav1.LabelSelector{}} }), []string{"servers.selector is empty and would match every Server"}},
 		{"accessory image without tag", acc(func(a *kamalv1.Accessory) { a.Spec.Image = "postgres" }), []string{"image must name a tag or a digest (e.g. postgres:15)"}},
 		{"accessory image with registry port but no tag", acc(func(a *kamalv1.Accessory) { a.Spec.Image = "localhost:5000/postgres" }), []string{"image must name a tag or a digest"}},
@@ -401,6 +432,19 @@ func TestEdgeValuesAreAccepted(t *testing.T) {
 		{"jump host user of 32 characters", srv(func(s *kamalv1.Server) {
 			s.Spec.JumpHost = &kamalv1.JumpHost{Address: "10.0.0.1", KnownHosts: []string{hostKey}, User: strings.Repeat("u", 32),
 				SSHKeySecretRef: &corev1.LocalObjectReference{Name: "jump-key"}}
+		})},
+		{"allowed namespaces from All", srv(func(s *kamalv1.Server) {
+			s.Spec.AllowedNamespaces = &kamalv1.AllowedNamespaces{From: kamalv1.NamespacesFromAll}
+		})},
+		{"allowed namespaces by a selector", srv(func(s *kamalv1.Server) {
+			s.Spec.AllowedNamespaces = &kamalv1.AllowedNamespaces{From: kamalv1.NamespacesFromSelector, Selector: &metav1.LabelSelector{
+				MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "tenant", Operator: metav1.LabelSelectorOpExists}}}}
+		})},
+		{"servers of another namespace by name", dep(func(d *kamalv1.Deployment) {
+			d.Spec.Roles["web"] = kamalv1.Role{Servers: kamalv1.ServerSelector{Namespace: "platform", Names: []string{"web-1"}}}
+		})},
+		{"accessory on Servers of another namespace by label", acc(func(a *kamalv1.Accessory) {
+			a.Spec.Servers = kamalv1.ServerSelector{Namespace: strings.Repeat("p", 63), Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"tier": "db"}}}
 		})},
 		{"jump server by name", srv(func(s *kamalv1.Server) { s.Spec.JumpHost = &kamalv1.JumpHost{ServerName: "bastion.dc-1"} })},
 	}
