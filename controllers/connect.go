@@ -22,11 +22,10 @@ import (
 const connectTimeout = 15 * time.Second
 
 // connectServers connects to every Server of the namespace, and to the Servers of other
-// namespaces in guests (serverRefs) that allow it, in parallel; unreachable ones are reported
-// with the reason, both keyed by serverRef. Every Server is looked at, not only the selected
-// ones: one no longer selected may still run something to remove. A Server that duplicates
-// another is never used: its host is the other's, and what runs there belongs to the other's
-// selection.
+// namespaces in guests (serverRefs), in parallel; unreachable ones are reported with the reason,
+// both keyed by serverRef. Every Server is looked at, not only the selected ones: one no longer
+// selected may still run something to remove. A Server that duplicates another is never used:
+// its host is the other's, and what runs there belongs to the other's selection.
 func connectServers(ctx context.Context, c client.Client, f *fleet.Fleet, namespace string, guests ...string) (map[string]*fleet.Host, map[string]string, error) {
 	servers, err := usableServers(ctx, c, namespace, guests)
 	if err != nil {
@@ -76,8 +75,10 @@ func connectServers(ctx context.Context, c client.Client, f *fleet.Fleet, namesp
 	return hosts, unreachable, nil
 }
 
-// usableServers are the Servers connectServers looks at: not being deleted, not duplicates, and
-// for guests, allowing the namespace.
+// usableServers are the Servers connectServers looks at: not being deleted, not duplicates.
+// Whether a Server of another namespace allows this one is placement's to check (placeAll, before
+// anything is placed); one that no longer does is still looked at, so the object can remove what
+// it ran there — only its own containers, by their labels.
 func usableServers(ctx context.Context, c client.Reader, namespace string, guests []string) ([]*kamalv1.Server, error) {
 	var own kamalv1.ServerList
 	if err := c.List(ctx, &own, client.InNamespace(namespace)); err != nil {
@@ -99,17 +100,16 @@ func usableServers(ctx context.Context, c client.Reader, namespace string, guest
 			candidates = append(candidates, srv)
 		}
 	}
-	adm := &admission{c: c, namespace: namespace}
 	var out []*kamalv1.Server
 	for _, srv := range candidates {
 		if !srv.DeletionTimestamp.IsZero() {
 			continue
 		}
-		problem, err := adm.refuse(ctx, srv)
+		owner, _, err := hostOwner(ctx, c, srv)
 		if err != nil {
 			return nil, err
 		}
-		if problem == nil {
+		if owner == nil {
 			out = append(out, srv)
 		}
 	}

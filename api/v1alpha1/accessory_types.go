@@ -168,7 +168,7 @@ type AccessoryFile struct {
 
 // AccessoryServerStatus is the accessory on one server.
 type AccessoryServerStatus struct {
-	// Server name.
+	// Server name; namespace/name for a Server of another namespace.
 	Server string `json:"server"`
 	// Container name.
 	// +optional

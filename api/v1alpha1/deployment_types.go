@@ -389,7 +389,7 @@ const (
 
 // TargetStatus is one role on one server.
 type TargetStatus struct {
-	// Server name.
+	// Server name; namespace/name for a Server of another namespace.
 	Server string `json:"server"`
 	// Role name.
 	Role string `json:"role"`

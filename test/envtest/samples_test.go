@@ -13,6 +13,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
 	kamalv1 "github.com/kamal-operator/kamal-operator/api/v1alpha1"
@@ -126,4 +127,28 @@ func TestSuspendedDeploymentSaysSo(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// The shared-hosts sample (a platform namespace's Server admitting team namespaces, and a team's
+// Deployment placing on it) is accepted as written, its namespaces mapped to the test's.
+func TestSharedHostsSampleIsAccepted(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join(repoRoot, "config", "samples", "shared-hosts", "shared-hosts.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	namespaces := map[string]string{"platform": newNamespace(t), "team-a": newNamespace(t)}
+	for _, doc := range strings.Split(string(data), "\n---\n") {
+		u := &unstructured.Unstructured{}
+		if err := yaml.Unmarshal([]byte(doc), &u.Object); err != nil {
+			t.Fatal(err)
+		}
+		ns, ok := namespaces[u.GetNamespace()]
+		if !ok {
+			t.Fatalf("%s %s: namespace %q is neither platform nor team-a", u.GetKind(), u.GetName(), u.GetNamespace())
+		}
+		u.SetNamespace(ns)
+		if err := k8s.Create(context.Background(), u, client.DryRunAll); err != nil {
+			t.Errorf("%s %s refused: %v", u.GetKind(), u.GetName(), err)
+		}
+	}
 }
