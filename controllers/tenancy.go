@@ -309,7 +309,8 @@ func sameHost(c client.Client) handler.EventHandler {
 				return nil
 			}
 			for _, s := range l.Items {
-				if s.UID != srv.UID {
+				// One being deleted has nothing to learn: its finalizer runs on its own.
+				if s.UID != srv.UID && s.DeletionTimestamp.IsZero() {
 					reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&s)})
 				}
 			}
