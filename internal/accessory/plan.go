@@ -10,6 +10,10 @@ type Observed struct {
 	Health string
 	// Setup marks a leftover setup container.
 	Setup bool
+	// Files are the targets of the files written for the container (FilesLabel); FilesKnown
+	// is false for a container that does not say.
+	Files      []string
+	FilesKnown bool
 }
 
 // Action is the next step on a host.
