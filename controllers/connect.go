@@ -22,7 +22,9 @@ const connectTimeout = 15 * time.Second
 
 // connectServers connects to every Server of the namespace in parallel; unreachable ones are
 // reported with the reason. Every Server is looked at, not only the selected ones: one no
-// longer selected may still run something to remove.
+// longer selected may still run something to remove. That includes Servers being deleted: they
+// wait for what runs on them to be removed (ServerReconciler.finalize), and their key Secret
+// stays until they are gone (keySecretFinalizer).
 func connectServers(ctx context.Context, c client.Client, f *fleet.Fleet, namespace string) (map[string]*fleet.Host, map[string]string, error) {
 	var servers kamalv1.ServerList
 	if err := c.List(ctx, &servers, client.InNamespace(namespace)); err != nil {
@@ -34,9 +36,6 @@ func connectServers(ctx context.Context, c client.Client, f *fleet.Fleet, namesp
 	var wg sync.WaitGroup
 	for i := range servers.Items {
 		srv := &servers.Items[i]
-		if !srv.DeletionTimestamp.IsZero() {
-			continue
-		}
 		if h := f.Cached(serverKey(srv)); h != nil {
 			mu.Lock()
 			hosts[srv.Name] = h

@@ -43,10 +43,13 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) (*fleet.Fleet, e
 		KnownHostsNamespace: opts.Namespace}).SetupWithManager(mgr); err != nil {
 		return nil, err
 	}
+	if err := (&KeySecretReconciler{Client: mgr.GetClient()}).SetupWithManager(mgr); err != nil {
+		return nil, err
+	}
 	if err := (&DeploymentReconciler{Client: mgr.GetClient(), Recorder: rec, Fleet: hosts}).SetupWithManager(mgr); err != nil {
 		return nil, err
 	}
-	if err := (&AccessoryReconciler{Client: mgr.GetClient(), Recorder: rec, Fleet: hosts}).SetupWithManager(mgr); err != nil {
+	if err := (&AccessoryReconciler{Client: mgr.GetClient(), Recorder: rec, Fleet: hosts, DefaultProxyImage: opts.DefaultProxyImage}).SetupWithManager(mgr); err != nil {
 		return nil, err
 	}
 	return hosts, nil

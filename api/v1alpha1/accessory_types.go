@@ -88,13 +88,16 @@ type AccessorySpec struct {
 	// relative hostDir lives under the accessory's folder on the host
 	// (/var/lib/kamal-operator/accessories/<namespace>/<name>/), where its data survives
 	// restarts, upgrades and (with deletionPolicy Retain) deletion; it may not be that folder
-	// itself or under its files/, which holds the accessory's files.
+	// itself or under its files/, which holds the accessory's files. Host folders may not nest
+	// (data and data/logs): the container could replace the inner folder with a symbolic link,
+	// which Docker would follow on the host when it next binds it.
 	// +optional
 	// +listType=set
 	// +kubebuilder:validation:MaxItems=32
 	// +kubebuilder:validation:items:MaxLength=512
 	// +kubebuilder:validation:items:Pattern=`^[^:\x00]+:/[^:\x00]*(:ro|:rw)?$`
 	// +kubebuilder:validation:XValidation:rule="self.all(d, !d.matches('^([^:]*/)?\\\\.\\\\.(/|:)'))",message="directories must not climb out of the accessory's folder with '..'"
+	// +kubebuilder:validation:XValidation:rule="self.all(a, self.all(b, !b.startsWith(a.split(':')[0] + '/')))",message="directories must not nest (e.g. data and data/logs): the container could replace the inner folder with a symbolic link that Docker follows on the host; use folders side by side, e.g. data and logs"
 	Directories []string `json:"directories,omitempty"`
 
 	// Volumes mounted as given, as Docker's "source:target[:options]".

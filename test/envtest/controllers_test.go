@@ -6,18 +6,21 @@ import (
 	"crypto/rand"
 	"encoding/pem"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"golang.org/x/crypto/ssh"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	kamalv1 "github.com/kamal-operator/kamal-operator/api/v1alpha1"
+	"github.com/kamal-operator/kamal-operator/controllers"
 	"github.com/kamal-operator/kamal-operator/test/framework"
 )
 
@@ -86,10 +89,35 @@ func TestServerStallsOnMissingOrInvalidKeySecret(t *testing.T) {
 		t.Errorf("message %q does not say which type is needed", c.Message)
 	}
 
-	// A Secret's type is immutable: replace it with a right one, holding garbage.
+	// A Secret's type is immutable: replace it with a right one, holding garbage. The Server
+	// names it, so it is kept (deleting the namespace must not take a Server's key before the
+	// Server is done with its host): it goes once the finalizer is removed by hand.
+	eventually(t, waitFor, func() error {
+		if err := k8s.Get(ctx, client.ObjectKeyFromObject(wrong), wrong); err != nil {
+			return err
+		}
+		if !slices.Contains(wrong.Finalizers, controllers.KeySecretFinalizer) {
+			return fmt.Errorf("finalizers %v", wrong.Finalizers)
+		}
+		return nil
+	})
 	if err := k8s.Delete(ctx, wrong); err != nil {
 		t.Fatal(err)
 	}
+	if err := k8s.Get(ctx, client.ObjectKeyFromObject(wrong), wrong); err != nil || wrong.DeletionTimestamp == nil {
+		t.Fatalf("the key Secret in use went at once (%v)", err)
+	}
+	patch := client.MergeFrom(wrong.DeepCopy())
+	wrong.Finalizers = nil
+	if err := k8s.Patch(ctx, wrong, patch); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, waitFor, func() error {
+		if err := k8s.Get(ctx, client.ObjectKeyFromObject(wrong), &corev1.Secret{}); !apierrors.IsNotFound(err) {
+			return fmt.Errorf("still there (%v)", err)
+		}
+		return nil
+	})
 	bad := sshKeySecret(t, ns, "deploy-key")
 	bad.Data[corev1.SSHAuthPrivateKey] = []byte("-----BEGIN OPENSSH PRIVATE KEY-----\nc2VjcmV0\n-----END OPENSSH PRIVATE KEY-----\n")
 	if err := k8s.Create(ctx, bad); err != nil {
