@@ -131,10 +131,13 @@ func TestServerStallsOnMissingOrInvalidKeySecret(t *testing.T) {
 	// A usable key clears the stall; the controller then dials (loopback port 1, refused) and
 	// reports the host unreachable, which retrying may fix: Reconciling, not Stalled.
 	good := sshKeySecret(t, ns, "deploy-key")
-	bad.Data = good.Data
-	if err := k8s.Update(ctx, bad); err != nil {
-		t.Fatal(err)
-	}
+	eventually(t, waitFor, func() error { // again after a conflict with the controller's finalizer
+		if err := k8s.Get(ctx, client.ObjectKeyFromObject(bad), bad); err != nil {
+			return err
+		}
+		bad.Data = good.Data
+		return k8s.Update(ctx, bad)
+	})
 	c = waitReady(t, srv, conds, kamalv1.ReasonUnreachable)
 	if !strings.Contains(c.Message, "connection refused") {
 		t.Errorf("message %q does not say why", c.Message)
