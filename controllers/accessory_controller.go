@@ -543,12 +543,17 @@ func (r *AccessoryReconciler) reconcileDelete(ctx context.Context, a *kamalv1.Ac
 		return ctrl.Result{}, err
 	}
 	deleteData := a.Spec.DeletionPolicy == kamalv1.DeletionDelete
-	// Where it is placed now, if the selection still resolves; a problem just means fewer.
-	placed, _, _ := placeAll(ctx, r.Client, a.Namespace, map[string]kamalv1.ServerSelector{"servers": a.Spec.Servers})
+	// Where it is placed now, if the selection still resolves (a problem just means fewer),
+	// Servers being deleted included: when a namespace goes, the accessory may have left them
+	// (its containers removed, its data kept) before its own deletion began.
+	sel := map[string]kamalv1.ServerSelector{"servers": a.Spec.Servers}
+	placed, _, _ := placeAll(ctx, r.Client, a.Namespace, sel)
+	leaving, _ := leavingServers(ctx, r.Client, a.Namespace, sel)
+	on := append(placed["servers"], leaving["servers"]...)
 	failed := map[string]string{}
 	for _, server := range sortedKeys(hosts) {
 		hctx, cancel := context.WithTimeout(ctx, accessoryCleanupTimeout)
-		err := r.removeFrom(hctx, a, server, hosts[server], deleteData, slices.Contains(placed["servers"], server))
+		err := r.removeFrom(hctx, a, server, hosts[server], deleteData, slices.Contains(on, server))
 		cancel()
 		if err != nil {
 			failed[server] = err.Error()

@@ -112,7 +112,7 @@ func (r *ServerReconciler) release(ctx context.Context, srv *kamalv1.Server) (st
 	if err != nil {
 		return "", err
 	}
-	waits, orphans := hostUsers(srv.Namespace, ours.Items, deployments.Items, accessories.Items)
+	waits, orphans := hostUsers(srv, ours.Items, deployments.Items, accessories.Items)
 	if len(waits) > 0 {
 		return "being deleted: waiting for " + strings.Join(waits, ", ") + " to leave the host", nil
 	}
@@ -179,10 +179,13 @@ func (r *ServerReconciler) releaseProxy(ctx context.Context, srv *kamalv1.Server
 	return nil
 }
 
-// hostUsers sorts the containers of namespace ns on a host by the object that made them:
-// waits names the Deployments and Accessories that exist (and will remove them), orphans the
-// containers whose object is gone. Both sorted.
-func hostUsers(ns string, containers []container.Summary, deployments []kamalv1.Deployment, accessories []kamalv1.Accessory) (waits, orphans []string) {
+// hostUsers says what a Server being deleted waits for, from the containers of its namespace on
+// its host: waits names the Deployments and Accessories that exist and have containers there
+// (they remove them), and those being deleted that are placed on it, whose cleanup may still
+// need it (an Accessory's data folder, after a Server's deletion made it leave the host);
+// orphans names the containers whose object is gone. Both sorted.
+func hostUsers(srv *kamalv1.Server, containers []container.Summary, deployments []kamalv1.Deployment, accessories []kamalv1.Accessory) (waits, orphans []string) {
+	ns := srv.Namespace
 	counts := map[string]int{}
 	exists := map[string]string{} // "Deployment a" -> a note
 	for _, d := range deployments {
@@ -215,12 +218,32 @@ func hostUsers(ns string, containers []container.Summary, deployments []kamalv1.
 		}
 		counts[owner]++
 	}
-	for _, owner := range sortedKeys(counts) {
-		unit := "containers"
-		if counts[owner] == 1 {
-			unit = "container"
+	var deleting []kamalv1.Deployment
+	for _, d := range deployments {
+		if !d.DeletionTimestamp.IsZero() {
+			deleting = append(deleting, d)
 		}
-		waits = append(waits, fmt.Sprintf("%s (%d %s%s)", owner, counts[owner], unit, exists[owner]))
+	}
+	var deletingAcc []kamalv1.Accessory
+	for _, a := range accessories {
+		if !a.DeletionTimestamp.IsZero() {
+			deletingAcc = append(deletingAcc, a)
+		}
+	}
+	for _, owner := range placedOn(srv, deleting, deletingAcc) {
+		if _, ok := counts[owner]; !ok {
+			counts[owner] = 0
+		}
+	}
+	for _, owner := range sortedKeys(counts) {
+		switch n := counts[owner]; n {
+		case 0:
+			waits = append(waits, owner+" (being deleted)")
+		case 1:
+			waits = append(waits, fmt.Sprintf("%s (1 container%s)", owner, exists[owner]))
+		default:
+			waits = append(waits, fmt.Sprintf("%s (%d containers%s)", owner, n, exists[owner]))
+		}
 	}
 	slices.Sort(orphans)
 	return waits, orphans

@@ -37,10 +37,19 @@ func TestHostUsersNamesWhatAServerWaitsFor(t *testing.T) {
 		{ObjectMeta: metav1.ObjectMeta{Name: "jobs"}, Spec: kamalv1.DeploymentSpec{Suspend: true}},
 		{ObjectMeta: metav1.ObjectMeta{Name: "idle"}}, // nothing of it on this host
 	}
-	accessories := []kamalv1.Accessory{{ObjectMeta: metav1.ObjectMeta{Name: "db"}}}
-	waits, orphans := hostUsers("shop", containers, deployments, accessories)
+	now := metav1.Now()
+	accessories := []kamalv1.Accessory{
+		{ObjectMeta: metav1.ObjectMeta{Name: "db"}},
+		// Being deleted and placed here: its containers are gone, its data folder may not be.
+		{ObjectMeta: metav1.ObjectMeta{Name: "files", DeletionTimestamp: &now}, Spec: kamalv1.AccessorySpec{Servers: kamalv1.ServerSelector{Names: []string{"web-2"}}}},
+		// Being deleted, placed elsewhere, nothing here.
+		{ObjectMeta: metav1.ObjectMeta{Name: "elsewhere", DeletionTimestamp: &now}, Spec: kamalv1.AccessorySpec{Servers: kamalv1.ServerSelector{Names: []string{"web-1"}}}},
+	}
+	srv := &kamalv1.Server{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "web-2", DeletionTimestamp: &now}}
+	waits, orphans := hostUsers(srv, containers, deployments, accessories)
 	wantWaits := []string{
 		"Accessory db (2 containers)",
+		"Accessory files (being deleted)",
 		"Deployment jobs (1 container; suspended, it changes nothing on hosts until resumed or deleted)",
 		"Deployment web (2 containers)",
 	}
@@ -51,8 +60,8 @@ func TestHostUsersNamesWhatAServerWaitsFor(t *testing.T) {
 		t.Errorf("orphans %q, want %q", orphans, want)
 	}
 
-	// Once they left, nothing is waited for.
-	waits, orphans = hostUsers("shop", containers[7:], deployments, accessories)
+	// Once they left, and the one being deleted is gone, nothing is waited for.
+	waits, orphans = hostUsers(srv, containers[7:], deployments, accessories[:1])
 	if len(waits) != 0 || len(orphans) != 0 {
 		t.Errorf("after they left: %q %q", waits, orphans)
 	}
