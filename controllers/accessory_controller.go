@@ -52,6 +52,9 @@ type AccessoryReconciler struct {
 	// DefaultProxyImage is the proxy image of Servers that name none: the image whose
 	// kamal-remove-dir removes what an accessory leaves on a host (see removeHostPaths).
 	DefaultProxyImage string
+	// APIReader reads an Accessory being deleted past the cache (when set): a reconcile queued
+	// while its finalizer went would otherwise clean its hosts up again from a stale copy.
+	APIReader client.Reader
 
 	wake chan event.GenericEvent
 }
@@ -537,6 +540,12 @@ const accessoryCleanupTimeout = 10 * time.Minute
 func (r *AccessoryReconciler) reconcileDelete(ctx context.Context, a *kamalv1.Accessory) (ctrl.Result, error) {
 	if !controllerutil.ContainsFinalizer(a, AccessoryFinalizer) {
 		return ctrl.Result{}, nil
+	}
+	if r.APIReader != nil {
+		var fresh kamalv1.Accessory
+		if err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(a), &fresh); err != nil || fresh.UID != a.UID || !controllerutil.ContainsFinalizer(&fresh, AccessoryFinalizer) {
+			return ctrl.Result{}, client.IgnoreNotFound(err)
+		}
 	}
 	hosts, unreachable, err := connectServers(ctx, r.Client, r.Fleet, a.Namespace)
 	if err != nil {

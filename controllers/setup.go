@@ -49,7 +49,8 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) (*fleet.Fleet, e
 	if err := (&DeploymentReconciler{Client: mgr.GetClient(), Recorder: rec, Fleet: hosts}).SetupWithManager(mgr); err != nil {
 		return nil, err
 	}
-	if err := (&AccessoryReconciler{Client: mgr.GetClient(), Recorder: rec, Fleet: hosts, DefaultProxyImage: opts.DefaultProxyImage}).SetupWithManager(mgr); err != nil {
+	if err := (&AccessoryReconciler{Client: mgr.GetClient(), Recorder: rec, Fleet: hosts, DefaultProxyImage: opts.DefaultProxyImage,
+		APIReader: mgr.GetAPIReader()}).SetupWithManager(mgr); err != nil {
 		return nil, err
 	}
 	return hosts, nil

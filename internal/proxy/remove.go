@@ -26,6 +26,9 @@ const RemoveDirCommand = "kamal-remove-dir"
 // removeMount is where the remover container sees the one host folder it may change.
 const removeMount = "/kamal-remove"
 
+// removerLabel marks remover containers.
+const removerLabel = kamalv1.LabelPrefix + "remover"
+
 // RemoveOptions is a container of image that runs RemoveDirCommand on paths (relative to the
 // host folder dir, which is the only one bound, at removeMount): no network, no shell, the
 // paths as arguments. The bind is a mount, not a legacy bind, so a missing dir is an error
@@ -52,7 +55,7 @@ func RemoveOptions(image, dir string, paths []string, prune bool) (client.Contai
 		Config: &container.Config{
 			Image: image, Entrypoint: []string{caddyBinary}, Cmd: args,
 			User:   "0:0",
-			Labels: map[string]string{kamalv1.LabelManagedBy: kamalv1.ManagerName, kamalv1.LabelPrefix + "remover": "true"},
+			Labels: map[string]string{kamalv1.LabelManagedBy: kamalv1.ManagerName, removerLabel: "true"},
 		},
 		HostConfig: &container.HostConfig{
 			NetworkMode: "none",
@@ -72,6 +75,9 @@ func RemovePaths(ctx context.Context, cli *client.Client, image, dir string, pat
 	if _, err := docker.EnsureImage(ctx, cli, image, ""); err != nil {
 		return fmt.Errorf("pulling %s for %s: %w", image, RemoveDirCommand, err)
 	}
+	// A remover whose connection was lost mid-run could not be removed then: it goes with the
+	// next one. Only stopped ones, old enough not to be another removal under way.
+	_, _ = cli.ContainerPrune(ctx, client.ContainerPruneOptions{Filters: client.Filters{}.Add("label", removerLabel+"=true").Add("until", "10m")})
 	created, err := cli.ContainerCreate(ctx, opts)
 	if err != nil {
 		if isMissingBindSource(err) {
