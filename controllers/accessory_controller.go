@@ -541,11 +541,8 @@ func (r *AccessoryReconciler) reconcileDelete(ctx context.Context, a *kamalv1.Ac
 	if !controllerutil.ContainsFinalizer(a, AccessoryFinalizer) {
 		return ctrl.Result{}, nil
 	}
-	if r.APIReader != nil {
-		var fresh kamalv1.Accessory
-		if err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(a), &fresh); err != nil || fresh.UID != a.UID || !controllerutil.ContainsFinalizer(&fresh, AccessoryFinalizer) {
-			return ctrl.Result{}, client.IgnoreNotFound(err)
-		}
+	if ok, err := stillFinalizing(ctx, r.APIReader, a, AccessoryFinalizer); !ok || err != nil {
+		return ctrl.Result{}, err
 	}
 	hosts, unreachable, err := connectServers(ctx, r.Client, r.Fleet, a.Namespace)
 	if err != nil {

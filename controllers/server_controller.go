@@ -50,6 +50,8 @@ type ServerReconciler struct {
 	// KnownHostsNamespace holds the known-hosts store (KnownHostsConfigMap) of the keys trusted
 	// on first use: the controller's own namespace.
 	KnownHostsNamespace string
+	// APIReader reads a Server being deleted past the cache (when set; see stillFinalizing).
+	APIReader client.Reader
 
 	wake chan event.GenericEvent
 }

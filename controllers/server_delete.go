@@ -39,6 +39,9 @@ func (r *ServerReconciler) finalize(ctx context.Context, srv *kamalv1.Server) (c
 	if !controllerutil.ContainsFinalizer(srv, ServerFinalizer) {
 		return ctrl.Result{}, nil
 	}
+	if ok, err := stillFinalizing(ctx, r.APIReader, srv, ServerFinalizer); !ok || err != nil {
+		return ctrl.Result{}, err
+	}
 	patcher := newStatusPatcher(r.Client, srv)
 	waiting, err := r.release(ctx, srv)
 	if waiting != "" || err != nil {

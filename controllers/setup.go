@@ -40,7 +40,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) (*fleet.Fleet, e
 		opts.Namespace = DefaultNamespace
 	}
 	if err := (&ServerReconciler{Client: mgr.GetClient(), Recorder: rec, Fleet: hosts, DefaultProxyImage: opts.DefaultProxyImage,
-		KnownHostsNamespace: opts.Namespace}).SetupWithManager(mgr); err != nil {
+		KnownHostsNamespace: opts.Namespace, APIReader: mgr.GetAPIReader()}).SetupWithManager(mgr); err != nil {
 		return nil, err
 	}
 	if err := (&KeySecretReconciler{Client: mgr.GetClient()}).SetupWithManager(mgr); err != nil {
