@@ -11,7 +11,9 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	kamalv1 "github.com/kamal-operator/kamal-operator/api/v1alpha1"
@@ -160,30 +162,15 @@ func deleteNamespace(t *testing.T, ns string) {
 	})
 }
 
+// mustItems names the objects of a list, with their finalizers.
 func mustItems(l client.ObjectList) []string {
 	var names []string
-	switch l := l.(type) {
-	case *kamalv1.DeploymentList:
-		for _, o := range l.Items {
-			names = append(names, o.Name+fmt.Sprint(o.Finalizers))
+	_ = meta.EachListItem(l, func(o runtime.Object) error {
+		if m, ok := o.(client.Object); ok {
+			names = append(names, m.GetName()+fmt.Sprint(m.GetFinalizers()))
 		}
-	case *kamalv1.AccessoryList:
-		for _, o := range l.Items {
-			names = append(names, o.Name+fmt.Sprint(o.Finalizers))
-		}
-	case *kamalv1.ServerList:
-		for _, o := range l.Items {
-			names = append(names, o.Name+fmt.Sprint(o.Finalizers))
-		}
-	case *corev1.SecretList:
-		for _, o := range l.Items {
-			names = append(names, o.Name+fmt.Sprint(o.Finalizers))
-		}
-	case *corev1.ConfigMapList:
-		for _, o := range l.Items {
-			names = append(names, o.Name+fmt.Sprint(o.Finalizers))
-		}
-	}
+		return nil
+	})
 	return names
 }
 

@@ -6,7 +6,6 @@ import (
 	"crypto/rand"
 	"encoding/pem"
 	"fmt"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -92,15 +91,7 @@ func TestServerStallsOnMissingOrInvalidKeySecret(t *testing.T) {
 	// A Secret's type is immutable: replace it with a right one, holding garbage. The Server
 	// names it, so it is kept (deleting the namespace must not take a Server's key before the
 	// Server is done with its host): it goes once the finalizer is removed by hand.
-	eventually(t, waitFor, func() error {
-		if err := k8s.Get(ctx, client.ObjectKeyFromObject(wrong), wrong); err != nil {
-			return err
-		}
-		if !slices.Contains(wrong.Finalizers, controllers.KeySecretFinalizer) {
-			return fmt.Errorf("finalizers %v", wrong.Finalizers)
-		}
-		return nil
-	})
+	eventually(t, waitFor, holds(wrong, controllers.KeySecretFinalizer, true))
 	if err := k8s.Delete(ctx, wrong); err != nil {
 		t.Fatal(err)
 	}

@@ -26,6 +26,19 @@ func gone(obj client.Object) func() error {
 	}
 }
 
+// holds is a condition: obj, read again, has finalizer (or, with want false, has not).
+func holds(obj client.Object, finalizer string, want bool) func() error {
+	return func() error {
+		if err := k8s.Get(context.Background(), client.ObjectKeyFromObject(obj), obj); err != nil {
+			return err
+		}
+		if slices.Contains(obj.GetFinalizers(), finalizer) != want {
+			return fmt.Errorf("%s has finalizers %v, want %s: %v", obj.GetName(), obj.GetFinalizers(), finalizer, want)
+		}
+		return nil
+	}
+}
+
 // A Server being deleted whose host cannot be reached waits while a Deployment may still run
 // there, and says so; its key Secret stays as long as the Server does. Here the host never
 // answers (loopback port 1), so the Server is let go by hand, as its message says.
@@ -40,15 +53,7 @@ func TestServerBeingDeletedWaitsForItsDeploymentsAndKeepsItsKey(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	eventually(t, waitFor, func() error {
-		if err := k8s.Get(ctx, client.ObjectKeyFromObject(key), key); err != nil {
-			return err
-		}
-		if !slices.Contains(key.Finalizers, controllers.KeySecretFinalizer) {
-			return fmt.Errorf("key Secret finalizers %v", key.Finalizers)
-		}
-		return nil
-	})
+	eventually(t, waitFor, holds(key, controllers.KeySecretFinalizer, true))
 	waitReady(t, d, func() []metav1.Condition { return d.Status.Conditions }, kamalv1.ReasonUnreachable)
 
 	if err := k8s.Delete(ctx, srv); err != nil {
@@ -99,18 +104,7 @@ func TestKeySecretIsReleasedWhenNoServerNamesIt(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	held := func(want bool) func() error {
-		return func() error {
-			if err := k8s.Get(ctx, client.ObjectKeyFromObject(key), key); err != nil {
-				return err
-			}
-			if slices.Contains(key.Finalizers, controllers.KeySecretFinalizer) != want {
-				return fmt.Errorf("finalizers %v, want held=%v", key.Finalizers, want)
-			}
-			return nil
-		}
-	}
-	eventually(t, waitFor, held(true))
+	eventually(t, waitFor, holds(key, controllers.KeySecretFinalizer, true))
 	framework.Eventually(t, waitFor, func() error {
 		if err := k8s.Get(ctx, client.ObjectKeyFromObject(srv), srv); err != nil {
 			return err
@@ -118,5 +112,5 @@ func TestKeySecretIsReleasedWhenNoServerNamesIt(t *testing.T) {
 		srv.Spec.SSHKeySecretRef.Name = "new-key"
 		return k8s.Update(ctx, srv)
 	})
-	eventually(t, waitFor, held(false))
+	eventually(t, waitFor, holds(key, controllers.KeySecretFinalizer, false))
 }
