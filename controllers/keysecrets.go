@@ -4,9 +4,13 @@ import (
 	"context"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	kamalv1 "github.com/kamal-operator/kamal-operator/api/v1alpha1"
@@ -22,18 +26,21 @@ const KeySecretFinalizer = "kamal.operator.dev/in-use"
 // The key Secret finalizer is added and removed with patches.
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;update;patch
 
-// KeySecretReconciler holds the SSH key Secrets of Servers: it is woken by Servers (created,
-// changed, gone) for the Secrets they name, and never watches Secrets itself.
+// KeySecretReconciler holds the SSH key Secrets of Servers. It is woken by Servers (created,
+// changed, gone) for the Secrets they name, and by Secrets that hold its finalizer (so one whose
+// last Server went while the controller was down is let go after a restart). It reads and
+// writes only the Secrets' metadata.
 type KeySecretReconciler struct {
 	client.Client
 }
 
 // Reconcile sets KeySecretFinalizer on a Secret some Server names and removes it from one no
 // Server names any more. Only the finalizer list is patched (with the read resourceVersion as
-// a precondition); the Secret's data is never sent.
+// a precondition); the Secret's data is neither read nor sent.
 func (r *KeySecretReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
-	var secret corev1.Secret
-	if err := r.Get(ctx, req.NamespacedName, &secret); err != nil {
+	secret := &metav1.PartialObjectMetadata{}
+	secret.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
+	if err := r.Get(ctx, req.NamespacedName, secret); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	var servers kamalv1.ServerList
@@ -43,11 +50,10 @@ func (r *KeySecretReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 	inUse := len(servers.Items) > 0 // the index holds exactly the Secrets a Server connects with
 	switch {
 	case inUse && secret.DeletionTimestamp.IsZero():
-		// A Secret being deleted takes no new finalizer; a Server reading it meanwhile is told
-		// it is missing only once it is gone.
-		return ctrl.Result{}, ensureFinalizer(ctx, r.Client, &secret, KeySecretFinalizer)
+		// (The API refuses new finalizers on an object being deleted.)
+		return ctrl.Result{}, ensureFinalizer(ctx, r.Client, secret, KeySecretFinalizer)
 	case !inUse:
-		return ctrl.Result{}, removeFinalizer(ctx, r.Client, &secret, KeySecretFinalizer)
+		return ctrl.Result{}, removeFinalizer(ctx, r.Client, secret, KeySecretFinalizer)
 	}
 	return ctrl.Result{}, nil
 }
@@ -57,6 +63,9 @@ func (r *KeySecretReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 func (r *KeySecretReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("sshkeysecret").
+		WatchesMetadata(&corev1.Secret{}, &handler.EnqueueRequestForObject{}, builder.WithPredicates(predicate.NewPredicateFuncs(func(o client.Object) bool {
+			return controllerutil.ContainsFinalizer(o, KeySecretFinalizer)
+		}))).
 		Watches(&kamalv1.Server{}, handler.EnqueueRequestsFromMapFunc(func(_ context.Context, obj client.Object) []reconcile.Request {
 			srv, ok := obj.(*kamalv1.Server)
 			if !ok {

@@ -113,4 +113,12 @@ func TestKeySecretIsReleasedWhenNoServerNamesIt(t *testing.T) {
 		return k8s.Update(ctx, srv)
 	})
 	eventually(t, waitFor, holds(key, controllers.KeySecretFinalizer, false))
+
+	// One still held when its last Server went while the controller was down is let go too.
+	stale := sshKeySecret(t, ns, "stale-key")
+	stale.Finalizers = []string{controllers.KeySecretFinalizer}
+	if err := k8s.Create(ctx, stale); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, waitFor, holds(stale, controllers.KeySecretFinalizer, false))
 }
