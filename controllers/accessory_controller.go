@@ -334,8 +334,7 @@ func (r *AccessoryReconciler) convergeHost(ctx context.Context, a *kamalv1.Acces
 	}
 	plan := accessory.PlanHost(obs, spec.ContainerName, hash)
 	cli := h.Docker
-	create := plan.Action == accessory.ActionCreate || plan.Action == accessory.ActionRecreate
-	if create {
+	if plan.Action == accessory.ActionCreate || plan.Action == accessory.ActionRecreate {
 		// Everything that can fail or take long comes before the old container stops: the
 		// pull, the network, the files. The gap is one stop, one create and one start.
 		pctx, cancel := context.WithTimeout(ctx, pullTimeout)
@@ -555,7 +554,7 @@ func (r *AccessoryReconciler) reconcileDelete(ctx context.Context, a *kamalv1.Ac
 	sel := map[string]kamalv1.ServerSelector{"servers": a.Spec.Servers}
 	placed, _, _ := placeAll(ctx, r.Client, a.Namespace, sel)
 	leaving, _ := leavingServers(ctx, r.Client, a.Namespace, sel)
-	on := append(placed["servers"], leaving["servers"]...)
+	on := slices.Concat(placed["servers"], leaving["servers"])
 	failed := map[string]string{}
 	for _, server := range sortedKeys(hosts) {
 		hctx, cancel := context.WithTimeout(ctx, accessoryCleanupTimeout)

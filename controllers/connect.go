@@ -24,7 +24,7 @@ const connectTimeout = 15 * time.Second
 // reported with the reason. Every Server is looked at, not only the selected ones: one no
 // longer selected may still run something to remove. That includes Servers being deleted: they
 // wait for what runs on them to be removed (ServerReconciler.finalize), and their key Secret
-// stays until they are gone (keySecretFinalizer).
+// stays until they are gone (KeySecretFinalizer).
 func connectServers(ctx context.Context, c client.Client, f *fleet.Fleet, namespace string) (map[string]*fleet.Host, map[string]string, error) {
 	var servers kamalv1.ServerList
 	if err := c.List(ctx, &servers, client.InNamespace(namespace)); err != nil {
