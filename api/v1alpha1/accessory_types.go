@@ -77,7 +77,8 @@ type AccessorySpec struct {
 	// +kubebuilder:validation:MaxItems=32
 	EnvFrom []EnvFromSource `json:"envFrom,omitempty"`
 
-	// Files written on the host under the accessory's folder and mounted into the container.
+	// Files written on the host under the accessory's folder and mounted into the container. A
+	// file dropped from the list is removed from the host.
 	// +optional
 	// +listType=map
 	// +listMapKey=target
@@ -129,7 +130,8 @@ type AccessorySpec struct {
 	ContainerName string `json:"containerName,omitempty"`
 
 	// DeletionPolicy: Retain keeps the data folders on the host when the Accessory is deleted;
-	// Delete removes the accessory's own folder too (never any other path).
+	// Delete removes the accessory's own folder too (never any other path). Either way its files
+	// go. Folders and files are removed with the Server's proxy image, never following links.
 	// +optional
 	// +kubebuilder:default=Retain
 	DeletionPolicy DeletionPolicy `json:"deletionPolicy,omitempty"`
