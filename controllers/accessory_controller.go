@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"path"
 	"slices"
 	"strings"
 	"sync"
@@ -32,6 +33,7 @@ import (
 	"github.com/kamal-operator/kamal-operator/internal/docker"
 	"github.com/kamal-operator/kamal-operator/internal/fleet"
 	"github.com/kamal-operator/kamal-operator/internal/tenancy"
+	"github.com/kamal-operator/kamal-operator/internal/proxy"
 )
 
 // AccessoryFinalizer lets the controller remove an Accessory's containers (and, with
@@ -51,6 +53,12 @@ type AccessoryReconciler struct {
 	Fleet    *fleet.Fleet
 	// Guests is what an Accessory placed on a Server of another namespace may ask.
 	Guests tenancy.GuestPolicy
+	// DefaultProxyImage is the proxy image of Servers that name none: the image whose
+	// kamal-remove-dir removes what an accessory leaves on a host (see removeHostPaths).
+	DefaultProxyImage string
+	// APIReader reads an Accessory being deleted past the cache (when set): a reconcile queued
+	// while its finalizer went would otherwise clean its hosts up again from a stale copy.
+	APIReader client.Reader
 
 	privateImages privateImages
 	wake          chan event.GenericEvent
@@ -69,6 +77,7 @@ var accessoryStatus = statusOf[*kamalv1.Accessory]{
 type accessoryScope struct {
 	a           *kamalv1.Accessory
 	selected    []string
+	leaving     map[string][]string // selected Servers being deleted: the accessory leaves them
 	spec        *accessory.Spec
 	hash        string
 	pull        docker.Pull
@@ -126,6 +135,9 @@ func (r *AccessoryReconciler) checkInputs(ctx context.Context, s *accessoryScope
 	if problem := guestProblem(placed, func([]string) []tenancy.Violation { return r.Guests.CheckAccessory(&a.Spec) }); problem != nil {
 		return s.stall(problem)
 	}
+	if s.leaving, err = leavingServers(ctx, r.Client, a.Namespace, map[string]kamalv1.ServerSelector{"servers": a.Spec.Servers}); err != nil {
+		return nil, err
+	}
 	if s.spec, problem, err = r.resolve(ctx, a); err != nil || problem != nil {
 		if problem != nil {
 			return s.stall(problem)
@@ -176,6 +188,9 @@ func (r *AccessoryReconciler) converge(ctx context.Context, s *accessoryScope) (
 	}
 	for _, server := range sortedKeys(s.hosts) {
 		if !slices.Contains(s.selected, server) {
+			if slices.Contains(s.leaving["servers"], server) {
+				r.event(s.a, corev1.EventTypeNormal, kamalv1.ReasonServerDeleting, "Server %s is being deleted: removing the accessory from it", server)
+			}
 			hctx, cancel := context.WithTimeout(ctx, hostWriteTimeout)
 			if err := r.removeFrom(hctx, s.a, server, s.hosts[server], false, false); err != nil && s.gcErr == nil {
 				s.gcErr = err
@@ -212,6 +227,10 @@ func (r *AccessoryReconciler) report(_ context.Context, s *accessoryScope) (*ctr
 	a.Status.Servers = s.statuses
 	a.Status.ServersReady = fmt.Sprintf("%d/%d", ready, len(s.statuses))
 	switch {
+	case len(s.selected) == 0:
+		// Only Servers being deleted are selected (placeAll stalls on none at all).
+		conditions.MarkNotReady(&a.Status.Conditions, gen, kamalv1.ReasonServerDeleting, "no Server to run on: "+leavingMessage(s.leaving))
+		return &ctrl.Result{RequeueAfter: releaseRecheck}, s.gcErr
 	case pull != nil:
 		conditions.MarkStalled(&a.Status.Conditions, gen, pull.Reason, pull.Message+" (retried every "+stalledRetry.String()+")")
 		return done(ctrl.Result{RequeueAfter: stalledRetry})
@@ -262,6 +281,10 @@ func (r *AccessoryReconciler) resolve(ctx context.Context, a *kamalv1.Accessory)
 			return nil, &refProblem{Reason: kamalv1.ReasonInvalidSpec, Message: "spec.directories: " + err.Error()}, nil
 		}
 	}
+	// The API refuses the plain cases; this catches the spellings it cannot clean (./data, data//logs).
+	if err := s.CheckDirectories(); err != nil {
+		return nil, &refProblem{Reason: kamalv1.ReasonInvalidSpec, Message: "spec.directories: " + err.Error()}, nil
+	}
 	for _, f := range a.Spec.Files {
 		field := "spec.files[" + f.Target + "]"
 		content, ok, problem, err := env.content(ctx, field, &kamalv1.EnvVarSource{SecretKeyRef: f.SecretKeyRef, ConfigMapKeyRef: f.ConfigMapKeyRef}, true)
@@ -300,12 +323,14 @@ func observeAccessory(ctx context.Context, h *fleet.Host, namespace, name string
 	}
 	var out []accessory.Observed
 	for _, c := range res.Items {
-		out = append(out, accessory.Observed{
+		o := accessory.Observed{
 			ID: c.ID, Name: containerName(c.Names), Hash: c.Labels[kamalv1.LabelSpecHash],
 			Running: c.State == container.StateRunning, Health: healthOf(c.Status),
 			Setup:    c.Labels[accessory.LabelSetup] == "true",
 			Networks: hostContainerOf(c).Networks,
-		})
+		}
+		o.Files, o.FilesKnown = accessory.ParseFilesLabel(c.Labels)
+		out = append(out, o)
 	}
 	return out, nil
 }
@@ -324,22 +349,14 @@ func (r *AccessoryReconciler) convergeHost(ctx context.Context, a *kamalv1.Acces
 		return st
 	}
 	plain, suffixed := spec.HostNames()
-	names := []string{plain, suffixed}
-	plan := accessory.PlanHost(obs, names, hash)
-	for _, o := range plan.Remove {
-		// Found by the accessory's own labels (observeAccessory): its own leftovers only.
-		if _, err := h.Docker.ContainerRemove(ctx, o.ID, dockerclient.ContainerRemoveOptions{Force: true}); err != nil && !docker.IsNotFound(err) {
-			return fail(fmt.Errorf("removing %s: %w", o.Name, err))
-		}
-	}
+	plan := accessory.PlanHost(obs, []string{plain, suffixed}, hash)
 	cli := h.Docker
 	name := plain
 	if plan.Current != nil {
 		name = plan.Current.Name
 	}
 	st.Container = name
-	switch plan.Action {
-	case accessory.ActionCreate, accessory.ActionRecreate:
+	if plan.Action == accessory.ActionCreate || plan.Action == accessory.ActionRecreate {
 		// Everything that can fail or take long comes before the old container stops: the
 		// pull, the name, the files. The gap is one stop, one create and one start.
 		pctx, cancel := context.WithTimeout(ctx, pullTimeout)
@@ -360,6 +377,23 @@ func (r *AccessoryReconciler) convergeHost(ctx context.Context, a *kamalv1.Acces
 		if err := writeAccessoryFiles(ctx, cli, spec); err != nil {
 			return fail(fmt.Errorf("writing files and folders: %w", err))
 		}
+	}
+	// Files dropped from spec.files go before the containers that list them (FilesLabel): until
+	// then those keep track of them.
+	if stale := spec.StaleFiles(obs); len(stale) > 0 {
+		if err := r.removeHostPaths(ctx, h, a.Namespace, server, accessory.HostCleanup{Dir: spec.Folder(), Paths: stale, Prune: true}); err != nil {
+			return fail(fmt.Errorf("removing files dropped from spec.files: %w", err))
+		}
+		r.event(a, corev1.EventTypeNormal, "FilesRemoved", "removed %d files dropped from spec.files from %s", len(stale), server)
+	}
+	for _, o := range plan.Remove {
+		// Found by the accessory's own labels (observeAccessory): its own leftovers only.
+		if _, err := h.Docker.ContainerRemove(ctx, o.ID, dockerclient.ContainerRemoveOptions{Force: true}); err != nil && !docker.IsNotFound(err) {
+			return fail(fmt.Errorf("removing %s: %w", o.Name, err))
+		}
+	}
+	switch plan.Action {
+	case accessory.ActionCreate, accessory.ActionRecreate:
 		start := time.Now()
 		if plan.Action == accessory.ActionRecreate {
 			stop := accessoryStopTimeout
@@ -409,7 +443,7 @@ func (r *AccessoryReconciler) convergeHost(ctx context.Context, a *kamalv1.Acces
 			st.State, st.Message = kamalv1.TargetUnreachable, err.Error()
 			return st
 		}
-		plan = accessory.PlanHost(obs, names, hash)
+		plan = accessory.PlanHost(obs, []string{plain, suffixed}, hash)
 	}
 	switch {
 	case plan.Ready():
@@ -532,24 +566,37 @@ func writeAccessoryFiles(ctx context.Context, cli *dockerclient.Client, spec *ac
 	return err
 }
 
-// removeFrom removes the accessory's containers from a host; with deleteData, its own folder
-// too (through a short-lived container of its image that runs rm on that one folder), on hosts
-// where it ran or was placed.
+// removeFrom takes the accessory off a host. Its containers stop first; then what it left
+// there goes (its files, which hold ConfigMap and Secret contents, and with deleteData its whole
+// folder, on hosts where it ran or is placed); only then are the containers removed, so until
+// the host is clean they mark that something is left to remove. Data directories that stay
+// (deletionPolicy Retain) are said in an event.
 func (r *AccessoryReconciler) removeFrom(ctx context.Context, a *kamalv1.Accessory, server string, h *fleet.Host, deleteData, placed bool) error {
 	obs, err := observeAccessory(ctx, h, a.Namespace, a.Name)
 	if err != nil {
 		return err
 	}
-	deleteData = deleteData && (placed || len(obs) > 0)
 	stop := accessoryStopTimeout
 	for _, o := range obs {
 		if o.Running {
 			_, _ = h.Docker.ContainerStop(ctx, o.ID, dockerclient.ContainerStopOptions{Timeout: &stop})
 		}
+	}
+	if cleanup, ok := accessory.PlanRemoval(a.Namespace, a.Name, obs, deleteData, placed); ok {
+		if err := r.removeHostPaths(ctx, h, a.Namespace, server, cleanup); err != nil {
+			return fmt.Errorf("removing %s on %s: %w", path.Join(cleanup.Dir, cleanup.Paths[0]), server, err)
+		}
+		if deleteData {
+			r.event(a, corev1.EventTypeNormal, "DataDeleted", "removed %s on %s (deletionPolicy Delete)", accessory.Folder(a.Namespace, a.Name), server)
+		}
+	}
+	ran := false
+	for _, o := range obs {
 		if _, err := h.Docker.ContainerRemove(ctx, o.ID, dockerclient.ContainerRemoveOptions{Force: true}); err != nil && !docker.IsNotFound(err) {
 			return fmt.Errorf("removing %s on %s: %w", o.Name, server, err)
 		}
 		if !o.Setup {
+			ran = true
 			r.event(a, corev1.EventTypeNormal, "Removed", "removed %s from %s", o.Name, server)
 		}
 	}
@@ -560,63 +607,38 @@ func (r *AccessoryReconciler) removeFrom(ctx context.Context, a *kamalv1.Accesso
 			r.event(a, corev1.EventTypeNormal, "NetworkRemoved", "%s", note)
 		}
 	}
-	if !deleteData {
-		return nil
+	if ran && !deleteData && len(a.Spec.Directories) > 0 {
+		r.event(a, corev1.EventTypeNormal, "DataRetained", "kept the data directories under %s on %s (deletionPolicy Retain); its files were removed",
+			accessory.Folder(a.Namespace, a.Name), server)
 	}
-	folder := accessory.Folder(a.Namespace, a.Name)
-	if err := removeFolder(ctx, h.Docker, a, folder); err != nil {
-		r.event(a, corev1.EventTypeWarning, "DataKept", "could not remove %s on %s: %v", folder, server, err)
-		return nil
-	}
-	r.event(a, corev1.EventTypeNormal, "DataDeleted", "removed %s on %s (deletionPolicy Delete)", folder, server)
 	return nil
 }
 
-// removeFolder runs `rm -rf -- /parent/<name>` in a container of the accessory's image with
-// the folder's parent bound: argv, no shell, and only that one path.
-func removeFolder(ctx context.Context, cli *dockerclient.Client, a *kamalv1.Accessory, folder string) error {
-	parent, name := folder[:strings.LastIndex(folder, "/")], folder[strings.LastIndex(folder, "/")+1:]
-	if _, err := docker.EnsureImage(ctx, cli, a.Spec.Image, ""); err != nil {
+// removeHostPaths removes what an accessory left on a host with the proxy image of its Server
+// (proxy.RemovePaths): an image the controller trusts, which removes trees without following
+// the links a container may have left in its data, and which binds only cleanup.Dir.
+func (r *AccessoryReconciler) removeHostPaths(ctx context.Context, h *fleet.Host, namespace, server string, cleanup accessory.HostCleanup) error {
+	var srv kamalv1.Server
+	if err := r.Get(ctx, serverKeyOf(namespace, server), &srv); err != nil {
 		return err
 	}
-	// Labelled as the accessory's setup container: a leftover is found and removed with the
-	// accessory's containers, and nothing else is.
-	created, err := cli.ContainerCreate(ctx, dockerclient.ContainerCreateOptions{
-		Config: &container.Config{
-			Image: a.Spec.Image, Entrypoint: []string{"rm"}, Cmd: []string{"-rf", "--", "/kamal-accessories/" + name},
-			User:   "0:0",
-			Labels: (&accessory.Spec{Namespace: a.Namespace, Name: a.Name}).SetupLabels(),
-		},
-		HostConfig: &container.HostConfig{Binds: []string{parent + ":/kamal-accessories"}, NetworkMode: "none"},
-	})
-	if err != nil {
-		return err
-	}
-	defer func() {
-		_, _ = cli.ContainerRemove(context.WithoutCancel(ctx), created.ID, dockerclient.ContainerRemoveOptions{Force: true})
-	}()
-	wait := cli.ContainerWait(ctx, created.ID, dockerclient.ContainerWaitOptions{Condition: container.WaitConditionNextExit})
-	if _, err := cli.ContainerStart(ctx, created.ID, dockerclient.ContainerStartOptions{}); err != nil {
-		return err
-	}
-	select {
-	case res := <-wait.Result:
-		if res.StatusCode != 0 {
-			return fmt.Errorf("rm exited with code %d", res.StatusCode)
-		}
-		return nil
-	case err := <-wait.Error:
-		return err
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	image := proxy.SettingsFor(srv.Spec.Proxy, r.DefaultProxyImage).Image
+	return proxy.RemovePaths(ctx, h.Docker, image, cleanup.Dir, cleanup.Paths, cleanup.Prune)
 }
 
+// accessoryCleanupTimeout bounds removing the accessory from one host on deletion; a large
+// data folder takes a while to delete.
+const accessoryCleanupTimeout = 10 * time.Minute
+
 // reconcileDelete removes the accessory from every host, then lets it go. A Server that is
-// gone or stalled does not block deletion.
+// gone or stalled does not block deletion; one being deleted waits for it. What could not be
+// removed keeps the finalizer, with a condition and an event that say why.
 func (r *AccessoryReconciler) reconcileDelete(ctx context.Context, a *kamalv1.Accessory) (ctrl.Result, error) {
 	if !controllerutil.ContainsFinalizer(a, AccessoryFinalizer) {
 		return ctrl.Result{}, nil
+	}
+	if ok, err := stillFinalizing(ctx, r.APIReader, a, AccessoryFinalizer); !ok || err != nil {
+		return ctrl.Result{}, err
 	}
 	guests, err := accessoryGuests(ctx, r.Client, a)
 	if err != nil {
@@ -627,12 +649,29 @@ func (r *AccessoryReconciler) reconcileDelete(ctx context.Context, a *kamalv1.Ac
 		return ctrl.Result{}, err
 	}
 	deleteData := a.Spec.DeletionPolicy == kamalv1.DeletionDelete
-	// Where it is placed now, if the selection still resolves; a problem just means fewer.
-	placed, _, _ := placeAll(ctx, r.Client, a.Namespace, map[string]kamalv1.ServerSelector{"servers": a.Spec.Servers})
+	// Where it is placed now, if the selection still resolves (a problem just means fewer),
+	// Servers being deleted included: when a namespace goes, the accessory may have left them
+	// (its containers removed, its data kept) before its own deletion began.
+	sel := map[string]kamalv1.ServerSelector{"servers": a.Spec.Servers}
+	placed, _, _ := placeAll(ctx, r.Client, a.Namespace, sel)
+	leaving, _ := leavingServers(ctx, r.Client, a.Namespace, sel)
+	on := slices.Concat(placed["servers"], leaving["servers"])
+	failed := map[string]string{}
 	for _, server := range sortedKeys(hosts) {
-		if err := r.removeFrom(ctx, a, server, hosts[server], deleteData, slices.Contains(placed["servers"], server)); err != nil {
-			return ctrl.Result{}, err
+		hctx, cancel := context.WithTimeout(ctx, accessoryCleanupTimeout)
+		err := r.removeFrom(hctx, a, server, hosts[server], deleteData, slices.Contains(on, server))
+		cancel()
+		if err != nil {
+			failed[server] = err.Error()
 		}
+	}
+	if len(failed) > 0 {
+		msg := "being deleted; could not clean up " + joinSorted(failed) + "; the Accessory stays until that is done"
+		if deleteData {
+			msg += " (to keep the data and let it go, set spec.deletionPolicy to Retain)"
+		}
+		r.event(a, corev1.EventTypeWarning, kamalv1.ReasonCleanupFailed, "%s", msg)
+		return ctrl.Result{RequeueAfter: 30 * time.Second}, r.markDeleting(ctx, a, kamalv1.ReasonCleanupFailed, msg)
 	}
 	for name := range unreachable {
 		var srv kamalv1.Server
@@ -646,9 +685,19 @@ func (r *AccessoryReconciler) reconcileDelete(ctx context.Context, a *kamalv1.Ac
 	return ctrl.Result{}, removeFinalizer(ctx, r.Client, a, AccessoryFinalizer)
 }
 
+// markDeleting says in an Accessory's conditions why its deletion does not finish.
+func (r *AccessoryReconciler) markDeleting(ctx context.Context, a *kamalv1.Accessory, reason, msg string) error {
+	patcher := newStatusPatcher(r.Client, a)
+	conditions.MarkNotReady(&a.Status.Conditions, a.Generation, reason, msg)
+	return patcher.patch(ctx, a, func(o client.Object) any { return o.(*kamalv1.Accessory).Status })
+}
+
 // SetupWithManager registers the controller, its watches and the docker events of its
 // containers: one that dies, stops or disappears reconciles its Accessory within seconds.
 func (r *AccessoryReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	if r.DefaultProxyImage == "" {
+		r.DefaultProxyImage = DefaultProxyImage
+	}
 	r.wake = make(chan event.GenericEvent, 1024)
 	r.Fleet.OnEvent(func(e fleet.Event) {
 		attrs := e.Message.Actor.Attributes

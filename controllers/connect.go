@@ -24,8 +24,10 @@ const connectTimeout = 15 * time.Second
 // connectServers connects to every Server of the namespace, and to the Servers of other
 // namespaces in guests (serverRefs), in parallel; unreachable ones are reported with the reason,
 // both keyed by serverRef. Every Server is looked at, not only the selected ones: one no longer
-// selected may still run something to remove. A Server that duplicates another is never used:
-// its host is the other's, and what runs there belongs to the other's selection.
+// selected may still run something to remove. That includes Servers being deleted: they wait
+// for what runs on them to be removed (ServerReconciler.finalize), and their key Secret stays
+// until they are gone (KeySecretFinalizer). A Server that duplicates another is never used: its
+// host is the other's, and what runs there belongs to the other's selection.
 func connectServers(ctx context.Context, c client.Client, f *fleet.Fleet, namespace string, guests ...string) (map[string]*fleet.Host, map[string]string, error) {
 	servers, err := usableServers(ctx, c, namespace, guests)
 	if err != nil {
@@ -75,7 +77,7 @@ func connectServers(ctx context.Context, c client.Client, f *fleet.Fleet, namesp
 	return hosts, unreachable, nil
 }
 
-// usableServers are the Servers connectServers looks at: not being deleted, not duplicates.
+// usableServers are the Servers connectServers looks at: all but duplicates.
 // Whether a Server of another namespace allows this one is placement's to check (placeAll, before
 // anything is placed); one that no longer does is still looked at, so the object can remove what
 // it ran there — only its own containers, by their labels.
@@ -102,9 +104,6 @@ func usableServers(ctx context.Context, c client.Reader, namespace string, guest
 	}
 	var out []*kamalv1.Server
 	for _, srv := range candidates {
-		if !srv.DeletionTimestamp.IsZero() {
-			continue
-		}
 		owner, _, err := hostOwner(ctx, c, srv)
 		if err != nil {
 			return nil, err

@@ -80,6 +80,7 @@ type DeploymentReconciler struct {
 type deploymentScope struct {
 	d        *kamalv1.Deployment
 	placed   map[string][]string
+	leaving  map[string][]string // role -> selected Servers being deleted: the role leaves them
 	roles    map[string]*release.Role
 	revision string
 	pull     docker.Pull
@@ -180,6 +181,9 @@ func (r *DeploymentReconciler) checkInputs(ctx context.Context, s *deploymentSco
 	if problem := guestProblem(s.placed, func(roles []string) []tenancy.Violation { return r.Guests.CheckDeployment(&d.Spec, roles) }); problem != nil {
 		return s.stall(problem)
 	}
+	if s.leaving, err = leavingServers(ctx, r.Client, d.Namespace, selectors); err != nil {
+		return nil, err
+	}
 	if s.roles, s.revision, problem, err = r.resolveRoles(ctx, d); err != nil || problem != nil {
 		if problem != nil {
 			return s.stall(problem)
@@ -250,6 +254,9 @@ func (r *DeploymentReconciler) collectGarbage(ctx context.Context, s *deployment
 				continue
 			}
 			r.ops.Cancel(opKey{s.d.Namespace, s.d.Name, role, server}, "")
+			if slices.Contains(s.leaving[role], server) {
+				dp.event(corev1.EventTypeNormal, kamalv1.ReasonServerDeleting, "Server %s is being deleted: removing role %s from it", server, role)
+			}
 			if err := removeRole(ctx, dp, s.hosts[server], server, role, cs); err != nil {
 				return nil, err
 			}
@@ -439,7 +446,17 @@ func (r *DeploymentReconciler) report(ctx context.Context, s *deploymentScope) (
 	gen := d.Generation
 	ready, total := r.fillTargets(s)
 	progress := fmt.Sprintf("%d of %d targets on %s", ready, total, release.Version(d.Spec.Image))
+	var homeless []string // roles whose only Servers are being deleted (placeAll stalls on none at all)
+	for _, role := range sortedKeys(d.Spec.Roles) {
+		if len(s.placed[role]) == 0 {
+			homeless = append(homeless, role)
+		}
+	}
 	switch {
+	case len(homeless) > 0:
+		conditions.MarkNotReady(&d.Status.Conditions, gen, kamalv1.ReasonServerDeleting,
+			fmt.Sprintf("role %s has no Server to run on: %s; %s", strings.Join(homeless, ", "), leavingMessage(s.leaving), progress))
+		return done(ctrl.Result{RequeueAfter: releaseRecheck})
 	case s.halted != "":
 		conditions.MarkStalled(&d.Status.Conditions, gen, kamalv1.ReasonHealthCheckFailed, s.halted)
 		return done(ctrl.Result{})

@@ -3,7 +3,9 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
+	"strings"
 
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -43,6 +45,12 @@ func placeAll(ctx context.Context, c client.Reader, namespace string, selectors 
 			return nil, &refProblem{Reason: kamalv1.ReasonServerNotFound, Message: fmt.Sprintf("%s: Server %q not found", n, name)}, nil
 		}
 		if len(picked) == 0 {
+			// Servers being deleted still need their containers removed, which a stall would
+			// hold up; leavingServers reports them instead.
+			if leaving, _ := placement.Leaving(sel, servers); len(leaving) > 0 {
+				out[n] = nil
+				continue
+			}
 			where := ""
 			if ns != namespace {
 				where = " in namespace " + ns
@@ -72,6 +80,44 @@ func serverNamed(servers []kamalv1.Server, name string) *kamalv1.Server {
 		}
 	}
 	return nil
+}
+
+// leavingServers resolves each named selector to the Servers it picks but for their being
+// deleted: what runs there is removed, and the object says so.
+func leavingServers(ctx context.Context, c client.Reader, namespace string, selectors map[string]kamalv1.ServerSelector) (map[string][]string, error) {
+	out := map[string][]string{}
+	for n, sel := range selectors {
+		ns := selectorNamespace(namespace, sel)
+		var servers kamalv1.ServerList
+		if err := c.List(ctx, &servers, client.InNamespace(ns)); err != nil {
+			return nil, err
+		}
+		leaving, _ := placement.Leaving(sel, servers.Items)
+		for _, name := range leaving {
+			out[n] = append(out[n], serverRef(namespace, serverNamed(servers.Items, name)))
+		}
+	}
+	return out, nil
+}
+
+// leavingMessage says which Servers are being deleted, or "" for none.
+func leavingMessage(leaving map[string][]string) string {
+	var names []string
+	for _, n := range sortedKeys(leaving) {
+		for _, s := range leaving[n] {
+			if !slices.Contains(names, s) {
+				names = append(names, s)
+			}
+		}
+	}
+	if len(names) == 0 {
+		return ""
+	}
+	slices.Sort(names)
+	if len(names) == 1 {
+		return "Server " + names[0] + " is being deleted: what ran there is removed"
+	}
+	return "Servers " + strings.Join(names, ", ") + " are being deleted: what ran there is removed"
 }
 
 func sortedKeys[V any](m map[string]V) []string {

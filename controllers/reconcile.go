@@ -86,6 +86,20 @@ func removeFinalizer(ctx context.Context, c client.Client, obj client.Object, fi
 	return client.IgnoreNotFound(c.Patch(ctx, obj, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})))
 }
 
+// stillFinalizing reads obj past the cache (when reader is set) and reports whether it still
+// holds finalizer: a reconcile queued while the finalizer went would otherwise redo the
+// cleanup from a stale copy (and reconnect to a host already let go).
+func stillFinalizing(ctx context.Context, reader client.Reader, obj client.Object, finalizer string) (bool, error) {
+	if reader == nil {
+		return true, nil
+	}
+	fresh := obj.DeepCopyObject().(client.Object)
+	if err := reader.Get(ctx, client.ObjectKeyFromObject(obj), fresh); err != nil {
+		return false, client.IgnoreNotFound(err)
+	}
+	return fresh.GetUID() == obj.GetUID() && controllerutil.ContainsFinalizer(fresh, finalizer), nil
+}
+
 // reportInert sets the FieldsNotActedOn condition from fields (removes it when there are
 // none) and records a Warning event when the list changes, so a user who set a field that does
 // nothing yet is told, in status and in `kubectl describe`.

@@ -9,18 +9,16 @@ import (
 
 	"golang.org/x/crypto/ssh"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/source"
-
-	dockerclient "github.com/moby/moby/client"
 
 	kamalv1 "github.com/kamal-operator/kamal-operator/api/v1alpha1"
 	"github.com/kamal-operator/kamal-operator/internal/conditions"
@@ -48,7 +46,8 @@ const (
 type ServerReconciler struct {
 	client.Client
 	// APIReader reads from the API server, not the cache: the known-hosts store is read
-	// there before it is written.
+	// there before it is written, and a Server being deleted is read past the cache (see
+	// stillFinalizing).
 	APIReader         client.Reader
 	Recorder          events.EventRecorder
 	Fleet             *fleet.Fleet
@@ -83,10 +82,14 @@ type serverScope struct {
 func (r *ServerReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	srv := &kamalv1.Server{}
 	if err := r.Get(ctx, req.NamespacedName, srv); err != nil {
+		if apierrors.IsNotFound(err) {
+			// Gone: a connection another controller opened while it was going is closed too.
+			r.Fleet.Forget(req.Namespace + "/" + req.Name)
+		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	if !srv.DeletionTimestamp.IsZero() {
-		return ctrl.Result{}, r.finalize(ctx, srv)
+		return r.finalize(ctx, srv) // server_delete.go
 	}
 	return reconcileWithStatus(ctx, r.Client, r.Recorder, srv, ServerFinalizer, serverStatus, func(ctx context.Context) (ctrl.Result, error) {
 		srv.Status.ObservedGeneration = srv.Generation
@@ -344,55 +347,6 @@ func (r *ServerReconciler) proxyFailed(srv *kamalv1.Server, msg string) (*ctrl.R
 	return &ctrl.Result{RequeueAfter: 10 * time.Second}, nil
 }
 
-// finalize removes the proxy when no app container on the host needs it, then lets the
-// Server go. An unreachable host does not block deletion: the event says what was left.
-func (r *ServerReconciler) finalize(ctx context.Context, srv *kamalv1.Server) error {
-	if !controllerutil.ContainsFinalizer(srv, ServerFinalizer) {
-		return nil
-	}
-	key := serverKey(srv)
-	if owner, _, err := hostOwner(ctx, r.Client, srv); err != nil {
-		return err
-	} else if owner != nil {
-		// A duplicate never touches the host, not even to clean up: it is the owner's.
-		r.Fleet.Forget(key)
-		return removeFinalizer(ctx, r.Client, srv, ServerFinalizer)
-	}
-	if err := r.cleanUpHost(ctx, srv); err != nil {
-		r.Recorder.Eventf(srv, nil, corev1.EventTypeWarning, "CleanupSkipped", "Delete", "proxy container left on the host: %v", err)
-	}
-	r.Fleet.Forget(key)
-	return removeFinalizer(ctx, r.Client, srv, ServerFinalizer)
-}
-
-func (r *ServerReconciler) cleanUpHost(ctx context.Context, srv *kamalv1.Server) error {
-	target, problem, err := targetFor(ctx, r.Client, srv, false)
-	if err != nil {
-		return err
-	}
-	if problem != nil {
-		return errors.New(problem.Message)
-	}
-	opCtx, cancel := context.WithTimeout(ctx, 20*time.Second)
-	defer cancel()
-	host, err := r.Fleet.Connect(opCtx, serverKey(srv), target, srv.Spec.Docker.SocketPath)
-	if err != nil {
-		return err
-	}
-	apps, err := host.Docker.ContainerList(opCtx, dockerclient.ContainerListOptions{All: true, Filters: dockerclient.Filters{}.Add("label", kamalv1.LabelDeployment)})
-	if err != nil {
-		return err
-	}
-	if n := len(apps.Items); n > 0 {
-		return fmt.Errorf("%d app containers still use it", n)
-	}
-	if err := proxy.Remove(opCtx, host.Docker); err != nil {
-		return err
-	}
-	_, _ = convergeNetworks(opCtx, host) // namespace networks with nothing left go too
-	return nil
-}
-
 func serverKey(srv *kamalv1.Server) string { return srv.Namespace + "/" + srv.Name }
 
 // SetupWithManager registers the controller, its watches, and the host event feed: a proxy
@@ -424,6 +378,9 @@ func (r *ServerReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Watches(&corev1.Secret{}, referrers(mgr.GetClient(), &kamalv1.ServerList{}, indexSecrets), builder.OnlyMetadata).
 		Watches(&kamalv1.Server{}, referrers(mgr.GetClient(), &kamalv1.ServerList{}, indexServers)).
 		Watches(&kamalv1.Server{}, sameHost(mgr.GetClient())).
+		Watches(&kamalv1.Server{}, jumpServer()).
+		Watches(&kamalv1.Deployment{}, terminatingServers(mgr.GetClient())).
+		Watches(&kamalv1.Accessory{}, terminatingServers(mgr.GetClient())).
 		WatchesRawSource(source.Channel(r.wake, &handler.EnqueueRequestForObject{})).
 		Named("server").
 		Complete(r)

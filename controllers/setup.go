@@ -57,10 +57,14 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) (*fleet.Fleet, e
 		KnownHostsNamespace: opts.namespace()}).SetupWithManager(mgr); err != nil {
 		return nil, err
 	}
+	if err := (&KeySecretReconciler{Client: mgr.GetClient()}).SetupWithManager(mgr); err != nil {
+		return nil, err
+	}
 	if err := (&DeploymentReconciler{Client: c, Recorder: rec, Fleet: hosts, privateImages: images, Guests: opts.Guests}).SetupWithManager(mgr); err != nil {
 		return nil, err
 	}
-	if err := (&AccessoryReconciler{Client: c, Recorder: rec, Fleet: hosts, privateImages: images, Guests: opts.Guests}).SetupWithManager(mgr); err != nil {
+	if err := (&AccessoryReconciler{Client: c, Recorder: rec, Fleet: hosts, privateImages: images, Guests: opts.Guests, DefaultProxyImage: opts.DefaultProxyImage,
+		APIReader: mgr.GetAPIReader()}).SetupWithManager(mgr); err != nil {
 		return nil, err
 	}
 	return hosts, nil

@@ -77,7 +77,8 @@ type AccessorySpec struct {
 	// +kubebuilder:validation:MaxItems=32
 	EnvFrom []EnvFromSource `json:"envFrom,omitempty"`
 
-	// Files written on the host under the accessory's folder and mounted into the container.
+	// Files written on the host under the accessory's folder and mounted into the container. A
+	// file dropped from the list is removed from the host.
 	// +optional
 	// +listType=map
 	// +listMapKey=target
@@ -88,13 +89,16 @@ type AccessorySpec struct {
 	// relative hostDir lives under the accessory's folder on the host
 	// (/var/lib/kamal-operator/accessories/<namespace>/<name>/), where its data survives
 	// restarts, upgrades and (with deletionPolicy Retain) deletion; it may not be that folder
-	// itself or under its files/, which holds the accessory's files.
+	// itself or under its files/, which holds the accessory's files. Host folders may not nest
+	// (data and data/logs): the container could replace the inner folder with a symbolic link,
+	// which Docker would follow on the host when it next binds it.
 	// +optional
 	// +listType=set
 	// +kubebuilder:validation:MaxItems=32
 	// +kubebuilder:validation:items:MaxLength=512
 	// +kubebuilder:validation:items:Pattern=`^[^:\x00]+:/[^:\x00]*(:ro|:rw)?$`
 	// +kubebuilder:validation:XValidation:rule="self.all(d, !d.matches('^([^:]*/)?\\\\.\\\\.(/|:)'))",message="directories must not climb out of the accessory's folder with '..'"
+	// +kubebuilder:validation:XValidation:rule="self.all(a, self.all(b, !b.startsWith(a.split(':')[0] + '/')))",message="directories must not nest (e.g. data and data/logs): the container could replace the inner folder with a symbolic link that Docker follows on the host; use folders side by side, e.g. data and logs"
 	Directories []string `json:"directories,omitempty"`
 
 	// Volumes mounted as given, as Docker's "source:target[:options]".
@@ -130,7 +134,8 @@ type AccessorySpec struct {
 	ContainerName string `json:"containerName,omitempty"`
 
 	// DeletionPolicy: Retain keeps the data folders on the host when the Accessory is deleted;
-	// Delete removes the accessory's own folder too (never any other path).
+	// Delete removes the accessory's own folder too (never any other path). Either way its files
+	// go. Folders and files are removed with the Server's proxy image, never following links.
 	// +optional
 	// +kubebuilder:default=Retain
 	DeletionPolicy DeletionPolicy `json:"deletionPolicy,omitempty"`

@@ -48,6 +48,13 @@ const (
 	// ReasonCatchAllNotAllowed: a role routed without host names is placed on a Server whose
 	// proxy.catchAllFrom does not admit the Deployment's namespace.
 	ReasonCatchAllNotAllowed = "CatchAllNotAllowed"
+	// ReasonServerDeleting: a Server is being deleted. On the Server, it waits for what runs
+	// on its host to be removed; on a Deployment or Accessory, that Server counts no more and
+	// what ran there is removed.
+	ReasonServerDeleting = "ServerDeleting"
+	// ReasonCleanupFailed: an object being deleted could not remove what it left on a host;
+	// the message says what and why, and its finalizer stays.
+	ReasonCleanupFailed = "CleanupFailed"
 	// ReasonNotActedOn is the reason of the FieldsNotActedOn condition.
 	ReasonNotActedOn = "NotActedOn"
 	// ReasonNetworkPoolsExhausted (an event) is a namespace network Docker could not create:

@@ -130,6 +130,7 @@ func (s *Spec) labels(hash string) map[string]string {
 	l[kamalv1.LabelNamespace] = s.Namespace
 	l[kamalv1.LabelAccessory] = s.Name
 	l[kamalv1.LabelSpecHash] = hash
+	l[FilesLabel] = s.filesLabel()
 	return l
 }
 

@@ -14,6 +14,10 @@ type Observed struct {
 	Setup bool
 	// Networks the container is attached to.
 	Networks []string
+	// Files are the targets of the files written for the container (FilesLabel); FilesKnown
+	// is false for a container that does not say.
+	Files      []string
+	FilesKnown bool
 }
 
 // Action is the next step on a host.

@@ -45,3 +45,17 @@ func Select(sel kamalv1.ServerSelector, servers []kamalv1.Server) (picked, missi
 	sort.Strings(missing)
 	return picked, missing, nil
 }
+
+// Leaving returns the names of the Servers the selector picks but for their being deleted,
+// sorted. They get nothing new; what runs there is removed before they go.
+func Leaving(sel kamalv1.ServerSelector, servers []kamalv1.Server) ([]string, error) {
+	var deleting []kamalv1.Server
+	for _, s := range servers {
+		if s.DeletionTimestamp != nil {
+			s.DeletionTimestamp = nil // a copy: Select picks it as if it stayed
+			deleting = append(deleting, s)
+		}
+	}
+	picked, _, err := Select(sel, deleting)
+	return picked, err
+}

@@ -49,3 +49,29 @@ func TestSelect(t *testing.T) {
 		})
 	}
 }
+
+func TestLeaving(t *testing.T) {
+	servers := []kamalv1.Server{
+		server("web-1", map[string]string{"tier": "web"}, false),
+		server("web-2", map[string]string{"tier": "web"}, true),
+		server("web-3", map[string]string{"tier": "web"}, true),
+		server("db-1", map[string]string{"tier": "db"}, true),
+	}
+	web := &metav1.LabelSelector{MatchLabels: map[string]string{"tier": "web"}}
+	for _, tc := range []struct {
+		sel  kamalv1.ServerSelector
+		want []string
+	}{
+		{kamalv1.ServerSelector{Selector: web}, []string{"web-2", "web-3"}},
+		{kamalv1.ServerSelector{Names: []string{"web-3", "web-1", "nope"}}, []string{"web-3"}},
+		{kamalv1.ServerSelector{Names: []string{"web-1"}}, nil},
+	} {
+		got, err := Leaving(tc.sel, servers)
+		if err != nil || !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("%+v: %v %v, want %v", tc.sel, got, err, tc.want)
+		}
+	}
+	if servers[1].DeletionTimestamp == nil {
+		t.Error("Leaving changed the Servers it was given")
+	}
+}

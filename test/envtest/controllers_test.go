@@ -12,12 +12,14 @@ import (
 
 	"golang.org/x/crypto/ssh"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	kamalv1 "github.com/kamal-operator/kamal-operator/api/v1alpha1"
+	"github.com/kamal-operator/kamal-operator/controllers"
 	"github.com/kamal-operator/kamal-operator/test/framework"
 )
 
@@ -86,10 +88,27 @@ func TestServerStallsOnMissingOrInvalidKeySecret(t *testing.T) {
 		t.Errorf("message %q does not say which type is needed", c.Message)
 	}
 
-	// A Secret's type is immutable: replace it with a right one, holding garbage.
+	// A Secret's type is immutable: replace it with a right one, holding garbage. The Server
+	// names it, so it is kept (deleting the namespace must not take a Server's key before the
+	// Server is done with its host): it goes once the finalizer is removed by hand.
+	eventually(t, waitFor, holds(wrong, controllers.KeySecretFinalizer, true))
 	if err := k8s.Delete(ctx, wrong); err != nil {
 		t.Fatal(err)
 	}
+	if err := k8s.Get(ctx, client.ObjectKeyFromObject(wrong), wrong); err != nil || wrong.DeletionTimestamp == nil {
+		t.Fatalf("the key Secret in use went at once (%v)", err)
+	}
+	patch := client.MergeFrom(wrong.DeepCopy())
+	wrong.Finalizers = nil
+	if err := k8s.Patch(ctx, wrong, patch); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, waitFor, func() error {
+		if err := k8s.Get(ctx, client.ObjectKeyFromObject(wrong), &corev1.Secret{}); !apierrors.IsNotFound(err) {
+			return fmt.Errorf("still there (%v)", err)
+		}
+		return nil
+	})
 	bad := sshKeySecret(t, ns, "deploy-key")
 	bad.Data[corev1.SSHAuthPrivateKey] = []byte("-----BEGIN OPENSSH PRIVATE KEY-----\nc2VjcmV0\n-----END OPENSSH PRIVATE KEY-----\n")
 	if err := k8s.Create(ctx, bad); err != nil {
@@ -103,10 +122,13 @@ func TestServerStallsOnMissingOrInvalidKeySecret(t *testing.T) {
 	// A usable key clears the stall; the controller then dials (loopback port 1, refused) and
 	// reports the host unreachable, which retrying may fix: Reconciling, not Stalled.
 	good := sshKeySecret(t, ns, "deploy-key")
-	bad.Data = good.Data
-	if err := k8s.Update(ctx, bad); err != nil {
-		t.Fatal(err)
-	}
+	eventually(t, waitFor, func() error { // again after a conflict with the controller's finalizer
+		if err := k8s.Get(ctx, client.ObjectKeyFromObject(bad), bad); err != nil {
+			return err
+		}
+		bad.Data = good.Data
+		return k8s.Update(ctx, bad)
+	})
 	c = waitReady(t, srv, conds, kamalv1.ReasonUnreachable)
 	if !strings.Contains(c.Message, "connection refused") {
 		t.Errorf("message %q does not say why", c.Message)

@@ -318,6 +318,8 @@ func TestInvalidSpecsAreRefused(t *testing.T) {
 			a.Spec.Files = []kamalv1.AccessoryFile{{Target: "etc/x.conf", ConfigMapKeyRef: &corev1.ConfigMapKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: "c"}, Key: "k"}}}
 		}), []string{"spec.files[0].target", "should match"}},
 		{"directory climbing out", acc(func(a *kamalv1.Accessory) { a.Spec.Directories = []string{"../../etc:/data"} }), []string{"must not climb out of the accessory's folder"}},
+		{"directories nesting", acc(func(a *kamalv1.Accessory) { a.Spec.Directories = []string{"data:/d", "data/logs:/l"} }), []string{"directories must not nest (e.g. data and data/logs)"}},
+		{"host directories nesting", acc(func(a *kamalv1.Accessory) { a.Spec.Directories = []string{"/srv/app/cache:/c:ro", "/srv/app:/a"} }), []string{"directories must not nest"}},
 		{"unknown deletion policy", acc(func(a *kamalv1.Accessory) { a.Spec.DeletionPolicy = "Purge" }), []string{"spec.deletionPolicy", `supported values: "Retain", "Delete"`}},
 		{"accessory name not a DNS label", acc(func(a *kamalv1.Accessory) { a.Name = "db.primary" }), []string{"use a DNS label or set spec.containerName"}},
 		{"container name invalid", acc(func(a *kamalv1.Accessory) { a.Spec.ContainerName = "DB_1" }), []string{"spec.containerName", "should match"}},
@@ -407,6 +409,14 @@ func TestEdgeValuesAreAccepted(t *testing.T) {
 		{"image tag containing latest", image("team/app:latest-2024")},
 		{"accessory image latest", acc(func(a *kamalv1.Accessory) { a.Spec.Image = "redis:latest" })},
 		{"accessory image by digest", acc(func(a *kamalv1.Accessory) { a.Spec.Image = "postgres" + digest })},
+		{"directories side by side", acc(func(a *kamalv1.Accessory) {
+			a.Spec.Directories = []string{"data:/d", "database:/db", "data:/again", "logs:/l:ro", "/srv/data:/s"}
+		})},
+		{"32 directories of 512 characters", acc(func(a *kamalv1.Accessory) {
+			for i := range 32 {
+				a.Spec.Directories = append(a.Spec.Directories, fmt.Sprintf("%02d%s:/d", i, strings.Repeat("x", 505)))
+			}
+		})},
 		{"proxy image without tag", srv(func(s *kamalv1.Server) { s.Spec.Proxy.Image = "registry.example.com:5000/kamal-proxy" })},
 		{"proxy image with tag", srv(func(s *kamalv1.Server) { s.Spec.Proxy.Image = "kamal-proxy:caddy-2.11.9" })},
 
