@@ -1,7 +1,4 @@
-// Package memory runs the manager binary, as a process of its own, against a real
-// kube-apiserver and etcd, and measures its memory while the cluster fills with Secrets that
-// no object names.
-package memory
+package process
 
 import (
 	"bufio"
@@ -10,12 +7,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -29,22 +23,6 @@ import (
 	kamalv1 "github.com/kamal-operator/kamal-operator/api/v1alpha1"
 	"github.com/kamal-operator/kamal-operator/test/framework"
 )
-
-var cp *framework.ControlPlane
-
-func TestMain(m *testing.M) {
-	os.Exit(run(m))
-}
-
-func run(m *testing.M) int {
-	var err error
-	if cp, err = framework.StartControlPlane(); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer cp.Stop()
-	return m.Run()
-}
 
 const (
 	noiseSecrets    = 5000
@@ -63,21 +41,6 @@ const (
 	// at least every 2 minutes, and then returns what it does not need to the system.
 	settleWithin = 3 * time.Minute
 )
-
-// buildManager builds cmd/ (or takes $KAMAL_MANAGER_BINARY, to measure another build).
-func buildManager(t *testing.T) string {
-	t.Helper()
-	if bin := os.Getenv("KAMAL_MANAGER_BINARY"); bin != "" {
-		return bin
-	}
-	out := filepath.Join(t.TempDir(), "manager")
-	cmd := exec.Command("go", "build", "-o", out, "./cmd")
-	cmd.Dir = framework.RepoRoot()
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("building the manager: %v\n%s", err, b)
-	}
-	return out
-}
 
 // memory is the resident memory of process pid and its peak, in bytes.
 func memory(t *testing.T, pid int) (rss, peak int64) {
@@ -175,63 +138,6 @@ func createNoise(t *testing.T, c client.Client, namespaces []string, n, size int
 	}
 }
 
-// manager is a manager process started by startManager.
-type manager struct {
-	pid  int
-	log  string
-	stop func()
-}
-
-// startManager runs the manager binary against the control plane; stop ends it (and the
-// test's end, when not called before).
-func startManager(t *testing.T, bin string) *manager {
-	t.Helper()
-	m := &manager{log: filepath.Join(t.TempDir(), "manager.log")}
-	logf, err := os.Create(m.log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, "--metrics-bind-address=0", "--health-probe-bind-address=0", "--namespace="+framework.ControllerNamespace)
-	cmd.Env = append(os.Environ(), "KUBECONFIG="+cp.Kubeconfig)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	m.pid = cmd.Process.Pid
-	var once sync.Once
-	m.stop = func() {
-		once.Do(func() {
-			_ = cmd.Process.Signal(syscall.SIGTERM)
-			_ = cmd.Wait()
-			logf.Close()
-		})
-	}
-	t.Cleanup(func() {
-		m.stop()
-		if t.Failed() {
-			b, _ := os.ReadFile(m.log)
-			t.Logf("manager log:\n%s", b)
-		}
-	})
-	return m
-}
-
-// waitSynced waits until the manager's three controllers have started their workers, which
-// they do once the caches are synced.
-func (m *manager) waitSynced(t *testing.T) {
-	t.Helper()
-	framework.Eventually(t, time.Minute, func() error {
-		b, err := os.ReadFile(m.log)
-		if err != nil {
-			return err
-		}
-		if n := strings.Count(string(b), `"msg":"Starting workers"`); n < 3 {
-			return fmt.Errorf("%d of 3 controllers started", n)
-		}
-		return nil
-	})
-}
-
 // With 5,000 Secrets of 10 KiB that no object names, the manager's resident memory settles
 // within a few MiB of what it was without them, whether they were created while it ran or it
 // started among them; and a Secret that a Server names still wakes the Server.
@@ -260,8 +166,7 @@ func TestUnrelatedSecretsDoNotGrowTheController(t *testing.T) {
 	if err := c.Create(ctx, srv); err != nil {
 		t.Fatal(err)
 	}
-	bin := buildManager(t)
-	first := startManager(t, bin)
+	first := startManager(t, cp.Kubeconfig)
 
 	// The Server names a Secret that is missing: its condition says the manager's caches are
 	// synced and it reconciles.
@@ -284,7 +189,7 @@ func TestUnrelatedSecretsDoNotGrowTheController(t *testing.T) {
 		noiseSecrets, noiseSize>>10, took.Round(100*time.Millisecond), mib(before), mib(burst), float64(burst-before)/(1<<20))
 
 	// A second manager starts among them, while the first one settles.
-	second := startManager(t, bin)
+	second := startManager(t, cp.Kubeconfig)
 	second.waitSynced(t)
 	_, peak := memory(t, second.pid)
 	t0 = time.Now()
