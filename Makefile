@@ -111,14 +111,18 @@ install: manifests kustomize ## Install the CRDs into the cluster in ~/.kube/con
 uninstall: manifests kustomize ## Remove the CRDs (and every object of them) from the cluster.
 	$(KUSTOMIZE) build config/crd | kubectl delete --ignore-not-found -f -
 
+# config/default grants the controller its rules cluster-wide; config/namespaced (edit its list)
+# grants them in some namespaces only and makes it watch only those.
+DEPLOY_DIR ?= config/default
+
 .PHONY: deploy
-deploy: manifests kustomize ## Deploy the controller with image IMG, running proxy image PROXY_IMG on the Servers.
+deploy: manifests kustomize ## Deploy the controller with image IMG, running proxy image PROXY_IMG on the Servers (from DEPLOY_DIR).
 	cd config/manager && $(KUSTOMIZE) edit set image controller=$(IMG)
-	$(KUSTOMIZE) build config/default | sed 's|--proxy-image=.*|--proxy-image=$(PROXY_IMG)|' | kubectl apply --server-side -f -
+	$(KUSTOMIZE) build $(DEPLOY_DIR) | sed 's|--proxy-image=.*|--proxy-image=$(PROXY_IMG)|' | kubectl apply --server-side -f -
 
 .PHONY: undeploy
 undeploy: kustomize ## Remove the controller.
-	$(KUSTOMIZE) build config/default | kubectl delete --ignore-not-found -f -
+	$(KUSTOMIZE) build $(DEPLOY_DIR) | kubectl delete --ignore-not-found -f -
 
 ##@ Tools
 

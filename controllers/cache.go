@@ -85,14 +85,14 @@ func ManagerOptions(o ctrl.Options, opts Options) ctrl.Options {
 // use: namespace, name and resourceVersion. Labels, annotations (kubectl's
 // last-applied-configuration annotation holds a whole Secret), UID and managed fields are
 // dropped, and the namespace and type strings shared, so a cluster's unrelated Secrets cost
-// the cache about 400 bytes each (measured: test/envtest/memory).
+// the cache about 400 bytes each (measured: test/envtest/process).
 func identityOnly(obj any) (any, error) {
 	m, ok := obj.(*metav1.PartialObjectMetadata)
 	if !ok {
 		return obj, nil
 	}
 	out := &metav1.PartialObjectMetadata{TypeMeta: m.TypeMeta, ObjectMeta: metav1.ObjectMeta{
-		Namespace: namespaces.intern(m.Namespace), Name: m.Name, ResourceVersion: m.ResourceVersion,
+		Namespace: namespaceNames.intern(m.Namespace), Name: m.Name, ResourceVersion: m.ResourceVersion,
 	}}
 	switch m.Kind {
 	case secretType.Kind:
@@ -106,8 +106,8 @@ func identityOnly(obj any) (any, error) {
 var (
 	secretType    = metav1.TypeMeta{APIVersion: "v1", Kind: "Secret"}
 	configMapType = metav1.TypeMeta{APIVersion: "v1", Kind: "ConfigMap"}
-	// namespaces interns namespace names: each decoded object brings its own copy.
-	namespaces = &internTable{strings: map[string]string{}}
+	// namespaceNames interns namespace names: each decoded object brings its own copy.
+	namespaceNames = &internTable{strings: map[string]string{}}
 )
 
 type internTable struct {

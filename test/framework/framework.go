@@ -100,6 +100,29 @@ func StartControlPlane() (*ControlPlane, error) {
 	return cp, nil
 }
 
+// KubeconfigFor writes a kubeconfig for a user of that name and groups (a client certificate;
+// RBAC decides what it may do) and returns its path: "system:serviceaccount:ns:name" is
+// subject to the bindings of that service account.
+func (cp *ControlPlane) KubeconfigFor(name string, groups ...string) (string, error) {
+	u, err := cp.env.AddUser(envtest.User{Name: name, Groups: groups}, cp.Config)
+	if err != nil {
+		return "", err
+	}
+	kc, err := u.KubeConfig()
+	if err != nil {
+		return "", err
+	}
+	f, err := os.CreateTemp(cp.dir, "kubeconfig-")
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	if _, err := f.Write(kc); err != nil {
+		return "", err
+	}
+	return f.Name(), nil
+}
+
 // Stop ends the control plane.
 func (cp *ControlPlane) Stop() {
 	_ = cp.env.Stop()
