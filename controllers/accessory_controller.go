@@ -380,6 +380,11 @@ func (r *AccessoryReconciler) convergeHost(ctx context.Context, a *kamalv1.Acces
 			r.event(a, corev1.EventTypeNormal, "Created", "started %s on %s", name, server)
 		}
 	case accessory.ActionStart:
+		// Its network may have gone while it was stopped (a container never started yet
+		// counts on it by name).
+		if err := ensureNetwork(ctx, h, a.Namespace); err != nil {
+			return fail(err)
+		}
 		if _, err := cli.ContainerStart(ctx, plan.Current.ID, dockerclient.ContainerStartOptions{}); err != nil {
 			return fail(fmt.Errorf("starting %s: %w", name, err))
 		}
@@ -447,23 +452,22 @@ func nameOnHost(ctx context.Context, cli *dockerclient.Client, spec *accessory.S
 	return spec.NameOnHost(h)
 }
 
-// createAccessory makes the accessory's container named *name on its namespace's network,
-// under the network's lock (the network was made before the old container stopped, so the gap
-// holds no more Engine API calls than before; one removed meanwhile is made again). When the
-// plain name was taken meanwhile, it takes the name the new holder leaves it and says so in
-// *name.
+// createAccessory makes the accessory's container named *name on its namespace's network.
+// The network is made (when missing) and the container created under the network's lock: Docker
+// creates a container on a network that does not exist and only fails to start it, so nothing
+// may remove the network in between. (It was made before the old container stopped too, so the
+// gap holds one quick look more than before.) When the plain name was taken meanwhile, it takes
+// the name the new holder leaves it and says so in *name.
 func createAccessory(ctx context.Context, h *fleet.Host, spec *accessory.Spec, hash string, name *string) (string, error) {
 	defer lockNetwork(h, spec.Namespace)()
+	if _, err := docker.EnsureNamespaceNetwork(ctx, h.Docker, spec.Namespace); err != nil {
+		return "", err
+	}
 	opts, err := spec.CreateOptions(*name, hash)
 	if err != nil {
 		return "", err
 	}
 	created, err := h.Docker.ContainerCreate(ctx, opts)
-	if docker.IsNotFound(err) {
-		if _, err = docker.EnsureNamespaceNetwork(ctx, h.Docker, spec.Namespace); err == nil {
-			created, err = h.Docker.ContainerCreate(ctx, opts)
-		}
-	}
 	if plain, _ := spec.HostNames(); docker.IsConflict(err) && *name == plain {
 		if *name, err = nameOnHost(ctx, h.Docker, spec); err != nil {
 			return "", err
