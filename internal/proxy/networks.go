@@ -97,8 +97,8 @@ func Attach(ctx context.Context, cli *client.Client, net string) (bool, error) {
 		return false, err
 	}
 	c := in.Container
-	if c.Config == nil || !IsProxy(c.Config.Labels) {
-		return false, &docker.ForeignError{Kind: "container", Name: ContainerName, Owner: docker.OwnerOf(c.Config.Labels)}
+	if err := checkProxy(c.Config); err != nil {
+		return false, err
 	}
 	if c.NetworkSettings != nil && c.NetworkSettings.Networks[net] != nil {
 		return false, nil
