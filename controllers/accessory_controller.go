@@ -374,6 +374,12 @@ func (r *AccessoryReconciler) convergeHost(ctx context.Context, a *kamalv1.Acces
 				return fail(err)
 			}
 		}
+		if err := ensureNetwork(ctx, h, a.Namespace); err != nil {
+			if docker.IsPoolsExhausted(err) {
+				r.event(a, corev1.EventTypeWarning, kamalv1.ReasonNetworkPoolsExhausted, "on %s: %v", server, err)
+			}
+			return fail(err)
+		}
 		if err := writeAccessoryFiles(ctx, cli, spec); err != nil {
 			return fail(fmt.Errorf("writing files and folders: %w", err))
 		}
@@ -405,7 +411,7 @@ func (r *AccessoryReconciler) convergeHost(ctx context.Context, a *kamalv1.Acces
 				return fail(fmt.Errorf("removing %s: %w", name, err))
 			}
 		}
-		created, err := r.create(ctx, a, h, spec, hash, &name)
+		created, err := createAccessory(ctx, h, spec, hash, &name)
 		st.Container = name
 		if err != nil {
 			return fail(err)
@@ -419,6 +425,11 @@ func (r *AccessoryReconciler) convergeHost(ctx context.Context, a *kamalv1.Acces
 			r.event(a, corev1.EventTypeNormal, "Created", "started %s on %s", name, server)
 		}
 	case accessory.ActionStart:
+		// Its network may have gone while it was stopped (a container never started yet
+		// counts on it by name).
+		if err := ensureNetwork(ctx, h, a.Namespace); err != nil {
+			return fail(err)
+		}
 		if _, err := cli.ContainerStart(ctx, plan.Current.ID, dockerclient.ContainerStartOptions{}); err != nil {
 			return fail(fmt.Errorf("starting %s: %w", name, err))
 		}
@@ -427,14 +438,12 @@ func (r *AccessoryReconciler) convergeHost(ctx context.Context, a *kamalv1.Acces
 	if plan.Action != accessory.ActionCreate && plan.Action != accessory.ActionRecreate && !slices.Contains(plan.Current.Networks, spec.Network()) {
 		// Made before namespaces had their own network: it joins its namespace's under the
 		// name apps reach it by (the Server controller then takes it off the shared one).
-		net, unlock, err := joinNetwork(ctx, h, a.Namespace)
-		if err != nil {
-			return fail(err)
+		err := ensureNetwork(ctx, h, a.Namespace)
+		if err == nil {
+			err = docker.Connect(ctx, cli, spec.Network(), plan.Current.ID, []string{spec.ContainerName})
 		}
-		err = docker.Connect(ctx, cli, net, plan.Current.ID, []string{spec.ContainerName})
-		unlock()
 		if err != nil {
-			return fail(fmt.Errorf("attaching %s to network %s: %w", name, net, err))
+			return fail(fmt.Errorf("attaching %s to its namespace's network: %w", name, err))
 		}
 	}
 
@@ -488,18 +497,17 @@ func nameOnHost(ctx context.Context, cli *dockerclient.Client, spec *accessory.S
 	return spec.NameOnHost(h)
 }
 
-// create makes the accessory's container named *name on its namespace's network (made when
-// missing, under the network's lock). When the plain name was taken meanwhile, it takes the
-// name the new holder leaves it and says so in *name.
-func (r *AccessoryReconciler) create(ctx context.Context, a *kamalv1.Accessory, h *fleet.Host, spec *accessory.Spec, hash string, name *string) (string, error) {
-	net, unlock, err := joinNetwork(ctx, h, spec.Namespace)
-	if err != nil {
-		if docker.IsPoolsExhausted(err) {
-			r.event(a, corev1.EventTypeWarning, kamalv1.ReasonNetworkPoolsExhausted, "%v", err)
-		}
+// createAccessory makes the accessory's container named *name on its namespace's network.
+// The network is made (when missing) and the container created under the network's lock: Docker
+// creates a container on a network that does not exist and only fails to start it, so nothing
+// may remove the network in between. (It was made before the old container stopped too, so the
+// gap holds one quick look more than before.) When the plain name was taken meanwhile, it takes
+// the name the new holder leaves it and says so in *name.
+func createAccessory(ctx context.Context, h *fleet.Host, spec *accessory.Spec, hash string, name *string) (string, error) {
+	defer lockNetwork(h, spec.Namespace)()
+	if _, err := docker.EnsureNamespaceNetwork(ctx, h.Docker, spec.Namespace); err != nil {
 		return "", err
 	}
-	defer unlock()
 	opts, err := spec.CreateOptions(*name, hash)
 	if err != nil {
 		return "", err
@@ -513,7 +521,7 @@ func (r *AccessoryReconciler) create(ctx context.Context, a *kamalv1.Accessory, 
 		created, err = h.Docker.ContainerCreate(ctx, opts)
 	}
 	if err != nil {
-		return "", fmt.Errorf("creating %s on network %s: %w", *name, net, err)
+		return "", fmt.Errorf("creating %s on network %s: %w", *name, spec.Network(), err)
 	}
 	return created.ID, nil
 }

@@ -244,6 +244,12 @@ func (dp *deployer) deploy(ctx context.Context, t *target) error {
 	}
 	dp.at(stepStarting)
 	if !desired.Running {
+		if !created {
+			// A retained or half-made container: its network may have gone meanwhile.
+			if err := ensureNetwork(ctx, t.host, t.role.Namespace); err != nil {
+				return fmt.Errorf("on %s: %w", t.server, err)
+			}
+		}
 		if _, err := cli.ContainerStart(ctx, desired.ID, dockerclient.ContainerStartOptions{}); err != nil {
 			return fmt.Errorf("starting %s on %s: %w", desired.Name, t.server, err)
 		}

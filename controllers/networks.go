@@ -11,9 +11,12 @@ package controllers
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
+	"time"
 
 	"github.com/moby/moby/api/types/container"
 	dockerclient "github.com/moby/moby/client"
@@ -54,6 +57,13 @@ func joinNetwork(ctx context.Context, h *fleet.Host, namespace string) (string, 
 	}
 	_, _ = proxy.Attach(ctx, h.Docker, net)
 	return net, unlock, nil
+}
+
+// ensureNetwork makes namespace's network on h when missing, under its lock.
+func ensureNetwork(ctx context.Context, h *fleet.Host, namespace string) error {
+	defer lockNetwork(h, namespace)()
+	_, err := docker.EnsureNamespaceNetwork(ctx, h.Docker, namespace)
+	return err
 }
 
 // collectNetwork removes namespace's network from h when no container of the namespace is
@@ -262,6 +272,10 @@ func convergeNetworks(ctx context.Context, h *fleet.Host) (networkReport, error)
 				return rep, err
 			}
 		}
+		var unproven error
+		if hn.proxyOn != nil && len(p.Disconnect) > 0 {
+			p.Disconnect, unproven = reachedByProxy(ctx, h, p.Disconnect)
+		}
 		for _, c := range p.Disconnect {
 			if err := docker.Disconnect(ctx, h.Docker, docker.LegacyNetwork, c.ID); err != nil {
 				return rep, err
@@ -277,8 +291,46 @@ func convergeNetworks(ctx context.Context, h *fleet.Host) (networkReport, error)
 				rep.removed = append(rep.removed, docker.NamespaceNetwork(ns))
 			}
 		}
+		if unproven != nil {
+			return rep, unproven
+		}
 	}
 	return rep, nil
+}
+
+// reachedByProxy keeps, of cs, the containers the proxy is shown to reach on their namespace's
+// network: one it routes to is probed there by name ("<container>.<network>:<port>", which
+// Docker's DNS resolves on that network only; any HTTP answer will do), the others need no
+// proof. A proxy without the probe (an older image) is taken at its word that it is attached.
+// The error says which were not reached; they stay on the shared network for now.
+func reachedByProxy(ctx context.Context, h *fleet.Host, cs []hostContainer) ([]hostContainer, error) {
+	table, err := h.Proxy.Upstreams(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("reading the proxy's routes: %w", err)
+	}
+	ports := map[string]string{}
+	for _, up := range table {
+		if name, port, ok := strings.Cut(up, ":"); ok {
+			ports[name] = port
+		}
+	}
+	var out []hostContainer
+	var errs []error
+	for _, c := range cs {
+		port, routed := ports[c.Name]
+		if !routed {
+			out = append(out, c)
+			continue
+		}
+		net := docker.NamespaceNetwork(c.Namespace)
+		_, err := h.Proxy.Probe(ctx, c.Name+"."+net+":"+port, "/", 5*time.Second)
+		if err != nil && !errors.Is(err, proxy.ErrNoProbe) {
+			errs = append(errs, fmt.Errorf("the proxy does not reach %s on network %s yet: %w", c.Name, net, err))
+			continue
+		}
+		out = append(out, c)
+	}
+	return out, errors.Join(errs...)
 }
 
 // reservedNameMessage says why a container name cannot be an accessory's.

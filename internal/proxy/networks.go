@@ -97,8 +97,8 @@ func Attach(ctx context.Context, cli *client.Client, net string) (bool, error) {
 		return false, err
 	}
 	c := in.Container
-	if c.Config == nil || !IsProxy(c.Config.Labels) {
-		return false, &docker.ForeignError{Kind: "container", Name: ContainerName, Owner: docker.OwnerOf(c.Config.Labels)}
+	if err := checkProxy(c.Config); err != nil {
+		return false, err
 	}
 	if c.NetworkSettings != nil && c.NetworkSettings.Networks[net] != nil {
 		return false, nil
@@ -127,4 +127,11 @@ func Detach(ctx context.Context, cli *client.Client, net string) error {
 		return fmt.Errorf("detaching %s from network %s: %w", ContainerName, net, err)
 	}
 	return nil
+}
+
+// Upstreams is the proxy's route table: route id → upstream ("container:port").
+func (a *Admin) Upstreams(ctx context.Context) (map[string]string, error) {
+	var table map[string]string
+	err := a.do(ctx, "GET", "/kamal/routes", nil, &table)
+	return table, err
 }
