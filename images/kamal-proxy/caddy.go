@@ -14,7 +14,6 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/requestbody"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/rewrite"
-	"go.uber.org/zap"
 )
 
 func init() {
@@ -41,7 +40,7 @@ func sharedTable() (*Table, error) {
 		return nil, err
 	}
 	for _, n := range notes {
-		logger().Warn(n)
+		caddy.Log().Named("kamal").Warn(n)
 	}
 	tables[dir] = t
 	return t, nil
@@ -238,7 +237,7 @@ type Router struct {
 	ctx   caddy.Context
 	table *Table
 
-	mu      sync.RWMutex
+	mu      *sync.RWMutex
 	proxies map[settings]caddyhttp.MiddlewareHandler
 }
 
@@ -254,7 +253,7 @@ func (h *Router) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return fmt.Errorf("kamal_router: %w", err)
 	}
-	h.ctx, h.table, h.proxies = ctx, t, map[settings]caddyhttp.MiddlewareHandler{}
+	h.ctx, h.table, h.mu, h.proxies = ctx, t, new(sync.RWMutex), map[settings]caddyhttp.MiddlewareHandler{}
 	_, routes := t.Snapshot()
 	for _, r := range routes {
 		if _, err := h.proxyFor(r.settings()); err != nil {
@@ -348,9 +347,6 @@ func (h *Router) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhtt
 	}
 	return proxy(w, r)
 }
-
-// logger is for notes about the table.
-func logger() *zap.Logger { return caddy.Log().Named("kamal") }
 
 var (
 	_ caddy.AdminRouter           = Admin{}

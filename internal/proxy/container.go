@@ -91,7 +91,8 @@ func (s Settings) Hash() string {
 // adding, changing or removing one is no config change and touches no other app's connections
 // (images/kamal-proxy). TLS certificates come from the module's certificate table (empty for
 // now: a handshake fails) through Caddy's get_certificate hook; the permission module refuses
-// every name, so Caddy never asks an ACME issuer. HTTP/3 is off: UDP 443 is not published.
+// every name, so Caddy never asks an ACME issuer. HTTP/1.1 on :80 (HTTP/2 needs TLS there),
+// HTTP/1.1 and HTTP/2 on :443; no HTTP/3: UDP 443 is not published.
 // The container runs it with `caddy run --config` and no --resume, so it applies on every
 // start, also where an older proxy left an autosave.
 func FixedConfig() []byte {
@@ -101,7 +102,7 @@ func FixedConfig() []byte {
 		"admin": map[string]any{"listen": "unix/" + AdminSocket, "config": map[string]any{"persist": false}},
 		"apps": map[string]any{
 			"http": map[string]any{"servers": map[string]any{
-				ServerName:    map[string]any{"listen": []string{":80"}, "automatic_https": noAutoHTTPS, "routes": routes},
+				ServerName:    map[string]any{"listen": []string{":80"}, "automatic_https": noAutoHTTPS, "routes": routes, "protocols": []string{"h1"}},
 				TLSServerName: map[string]any{"listen": []string{":443"}, "automatic_https": noAutoHTTPS, "routes": routes, "protocols": []string{"h1", "h2"}, "tls_connection_policies": []any{map[string]any{}}},
 			}},
 			"tls": map[string]any{"automation": map[string]any{
