@@ -64,28 +64,50 @@ func readRoute(ctx context.Context, h *fleet.Host, role *release.Role) (route *p
 	return nil, false, "", err
 }
 
-// writeRoute brings the target's route to want: only the upstream when nothing else differs
-// (a deploy's switch), else the whole route, taking it over from its legacy id in the same
-// change. It reports whether it wrote anything. Another route claiming the same host and path
-// is a *proxy.ConflictError naming it and its owner; the route is then left as it is.
+// routeWrite is how a target's route reaches what the spec wants.
+type routeWrite int
+
+const (
+	routeAsIs     routeWrite = iota // nothing to write
+	routeUpstream                   // only the upstream differs: the deploy's switch
+	routePut                        // the route is missing, differs otherwise, or has its legacy id
+)
+
+// planRouteWrite decides how cur (nil when the proxy has none under the route's id) becomes want.
+func planRouteWrite(cur *proxy.Route, legacy bool, want proxy.Route) routeWrite {
+	if cur == nil || legacy {
+		return routePut
+	}
+	if cur.Equal(want) {
+		return routeAsIs
+	}
+	moved := *cur
+	moved.Upstream = want.Upstream
+	if moved.Equal(want) {
+		return routeUpstream
+	}
+	return routePut
+}
+
+// writeRoute brings the target's route to want in one change of the proxy's table, taking it
+// over from its legacy id when the proxy has that. It reports whether it wrote anything.
+// Another route claiming the same host and path is a *proxy.ConflictError naming it and its
+// owner; the route is then left as it is.
 func writeRoute(ctx context.Context, t *target, want proxy.Route) (bool, error) {
 	id := release.RouteID(t.role.Namespace, t.role.Deployment, t.role.Name)
-	if t.route != nil {
-		if t.route.Equal(want) {
-			return false, nil
+	var err error
+	switch planRouteWrite(t.route, t.legacy, want) {
+	case routeAsIs:
+		return false, nil
+	case routeUpstream:
+		_, err = t.host.Proxy.SetUpstream(ctx, id, want.Upstream)
+	default:
+		var replaces []string
+		if t.legacy {
+			replaces = []string{release.LegacyRouteID(t.role.Namespace, t.role.Deployment, t.role.Name)}
 		}
-		moved := *t.route
-		moved.Upstream = want.Upstream
-		if moved.Equal(want) {
-			_, err := t.host.Proxy.SetUpstream(ctx, id, want.Upstream)
-			return err == nil, err
-		}
+		_, err = t.host.Proxy.PutRoute(ctx, id, want, 0, replaces)
 	}
-	var replaces []string
-	if t.legacy {
-		replaces = []string{release.LegacyRouteID(t.role.Namespace, t.role.Deployment, t.role.Name)}
-	}
-	_, err := t.host.Proxy.PutRoute(ctx, id, want, 0, replaces)
 	return err == nil, err
 }
 
