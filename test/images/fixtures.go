@@ -209,8 +209,8 @@ type Result struct {
 }
 
 // EnsureFixtures builds every fixture image (sampleapp:v1, :v2, :v3, :broken,
-// kamal-proxy:caddy-2.11.9, kamal-proxy:broken and postgres:15) and pushes to reg those it does
-// not already hold with the same digest.
+// kamal-proxy:caddy-2.11.9, kamal-proxy:broken, kamal-proxy:legacy and postgres:15) and pushes
+// to reg those it does not already hold with the same digest.
 func EnsureFixtures(ctx context.Context, reg Registry, logf func(string, ...any)) ([]Result, error) {
 	if logf == nil {
 		logf = func(string, ...any) {}
@@ -249,6 +249,16 @@ func EnsureFixtures(ctx context.Context, reg Registry, logf func(string, ...any)
 		}
 		b, err := os.ReadFile(p)
 		return BrokenProxyImage(b), err
+	}})
+	jobs = append(jobs, job{ProxyRepo, LegacyProxyTag, func(ctx context.Context) (Image, error) {
+		p, err := BuildLegacyProxy(ctx)
+		if err != nil {
+			return Image{}, err
+		}
+		b, err := os.ReadFile(p)
+		img := ProxyImage(b)
+		img.Labels = map[string]string{"org.opencontainers.image.title": "kamal-operator proxy of the release before the route table (test fixture)"}
+		return img, err
 	}})
 	jobs = append(jobs, job{PostgresRepo, PostgresTag, func(ctx context.Context) (Image, error) {
 		r, err := EnsurePostgresRootfs(ctx, logf)
