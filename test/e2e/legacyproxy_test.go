@@ -50,6 +50,8 @@ func tarOf(files map[string][]byte) *bytes.Buffer {
 func runLegacyProxy(t *testing.T, h *hosts.Host, routeID, host, upstream string) string {
 	t.Helper()
 	ctx := context.Background()
+	image := env.Image(images.ProxyRepo + ":" + images.LegacyProxyTag)
+	hostExec(t, h, "docker", "pull", "-q", image)
 	hostExec(t, h, "docker", "rm", "-f", proxy.ContainerName)
 	hostExec(t, h, "docker", "volume", "rm", "kamal-proxy-config", "kamal-proxy-data")
 	cli, err := client.New(client.WithHost(h.DockerHost()), client.WithAPIVersionNegotiation())
@@ -57,7 +59,7 @@ func runLegacyProxy(t *testing.T, h *hosts.Host, routeID, host, upstream string)
 		t.Fatal(err)
 	}
 	defer cli.Close()
-	opts, err := proxy.SettingsFor(kamalv1.ServerProxy{}, env.Image(images.ProxyRepo+":"+images.LegacyProxyTag)).CreateOptions()
+	opts, err := proxy.SettingsFor(kamalv1.ServerProxy{}, image).CreateOptions()
 	if err != nil {
 		t.Fatal(err)
 	}
