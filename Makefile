@@ -52,9 +52,9 @@ verify: manifests generate ## Fail when generated files are stale or code is not
 test: verify vet unit envtest e2e ## Everything CI runs: generated-file check, vet, unit, envtest and end-to-end suites.
 
 .PHONY: unit
-unit: ## Unit tests of pure functions (no servers), and the proxy's route module in an in-process Caddy; race detector on.
+unit: ## Unit tests of pure functions (no servers), and the proxy's module in an in-process Caddy on its fixed config; race detector on.
 	go test -race ./api/... ./internal/... ./controllers/... ./test/apps/... ./test/images/... ./test/argocd/...
-	cd images/kamal-proxy && GOWORK=off GOFLAGS=-mod=readonly go test ./...
+	cd images/kamal-proxy && GOWORK=off GOFLAGS=-mod=readonly go test -race ./...
 
 .PHONY: envtest
 envtest: kube-binaries ## Tests against a real kube-apiserver, etcd and kubectl; race detector on.
@@ -94,7 +94,7 @@ docker-push: ## Push the controller image.
 PROXY_IMG ?= kamal-proxy:caddy-2.11.9
 
 .PHONY: proxy-image-build
-proxy-image-build: ## Build the proxy image (Caddy with the kamal_route module) as PROXY_IMG.
+proxy-image-build: ## Build the proxy image (Caddy with kamal-operator's module) as PROXY_IMG.
 	docker build -f images/kamal-proxy/Dockerfile -t $(PROXY_IMG) images/kamal-proxy
 
 .PHONY: proxy-image-push

@@ -2,7 +2,6 @@ package controllers
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -31,9 +30,11 @@ type target struct {
 	role   *release.Role
 	hash   string
 	plan   release.Plan
-	// route is the role's route as the host's proxy holds it (nil when none), upstream where it
-	// sends to ("container:port", "" when none), routed that container.
-	route            json.RawMessage
+	// route is the role's route as the host's proxy holds it (nil when none); legacy says the
+	// proxy holds it under the id older controllers gave it (release.LegacyRouteID). upstream is
+	// where it sends to ("container:port", "" when none), routed that container.
+	route            *proxy.Route
+	legacy           bool
 	upstream, routed string
 }
 
@@ -43,23 +44,80 @@ type healthError struct{ msg string }
 
 func (e *healthError) Error() string { return e.msg }
 
+// readRoute reads a role's route from the host's proxy: under its id, else under its legacy
+// id (a route an older proxy had, imported by the proxy that replaced it).
+func readRoute(ctx context.Context, h *fleet.Host, role *release.Role) (route *proxy.Route, legacy bool, upstream string, err error) {
+	r, err := h.Proxy.Route(ctx, release.RouteID(role.Namespace, role.Deployment, role.Name))
+	if err == nil {
+		return &r, false, r.Upstream, nil
+	}
+	if !errors.Is(err, proxy.ErrNotFound) {
+		return nil, false, "", err
+	}
+	r, err = h.Proxy.Route(ctx, release.LegacyRouteID(role.Namespace, role.Deployment, role.Name))
+	switch {
+	case err == nil:
+		return nil, true, r.Upstream, nil
+	case errors.Is(err, proxy.ErrNotFound):
+		return nil, false, "", nil
+	}
+	return nil, false, "", err
+}
+
+// routeWrite is how a target's route reaches what the spec wants.
+type routeWrite int
+
+const (
+	routeAsIs     routeWrite = iota // nothing to write
+	routeUpstream                   // only the upstream differs: the deploy's switch
+	routePut                        // the route is missing, differs otherwise, or has its legacy id
+)
+
+// planRouteWrite decides how cur (nil when the proxy has none under the route's id) becomes want.
+func planRouteWrite(cur *proxy.Route, legacy bool, want proxy.Route) routeWrite {
+	if cur == nil || legacy {
+		return routePut
+	}
+	if cur.Equal(want) {
+		return routeAsIs
+	}
+	moved := *cur
+	moved.Upstream = want.Upstream
+	if moved.Equal(want) {
+		return routeUpstream
+	}
+	return routePut
+}
+
+// writeRoute brings the target's route to want in one change of the proxy's table, taking it
+// over from its legacy id when the proxy has that. It reports whether it wrote anything.
+// Another route claiming the same host and path is a *proxy.ConflictError naming it and its
+// owner; the route is then left as it is.
+func writeRoute(ctx context.Context, t *target, want proxy.Route) (bool, error) {
+	id := release.RouteID(t.role.Namespace, t.role.Deployment, t.role.Name)
+	var err error
+	switch planRouteWrite(t.route, t.legacy, want) {
+	case routeAsIs:
+		return false, nil
+	case routeUpstream:
+		_, err = t.host.Proxy.SetUpstream(ctx, id, want.Upstream)
+	default:
+		var replaces []string
+		if t.legacy {
+			replaces = []string{release.LegacyRouteID(t.role.Namespace, t.role.Deployment, t.role.Name)}
+		}
+		_, err = t.host.Proxy.PutRoute(ctx, id, want, 0, replaces)
+	}
+	return err == nil, err
+}
+
 // syncRoute brings a converged target's route to the role's proxy settings: the upstream (a
 // new app port) and the route itself (hosts, paths, timeouts, buffering). The container stays.
 func (dp *deployer) syncRoute(ctx context.Context, t *target) error {
 	p := t.role.Proxy
-	id := release.RouteID(t.role.Namespace, t.role.Deployment, t.role.Name)
-	changed := false
-	if up := p.Upstream(t.routed); t.upstream != up {
-		if err := t.host.Proxy.SetUpstream(ctx, id, up); err != nil {
-			return fmt.Errorf("updating the route on %s: %w", t.server, err)
-		}
-		changed = true
-	}
-	if want := p.Route(id); !release.SameRoute(t.route, want) {
-		if err := t.host.Proxy.UpsertRoute(ctx, id, want, p.Specific()); err != nil {
-			return fmt.Errorf("updating the route on %s: %w", t.server, err)
-		}
-		changed = true
+	changed, err := writeRoute(ctx, t, p.Route(p.Upstream(t.routed), release.RouteOwner(t.role.Namespace, t.role.Deployment)))
+	if err != nil {
+		return fmt.Errorf("updating the route on %s: %w", t.server, err)
 	}
 	if changed {
 		dp.event(corev1.EventTypeNormal, "RouteUpdated", "route of %s on %s updated to the proxy settings", t.routed, t.server)
@@ -67,20 +125,32 @@ func (dp *deployer) syncRoute(ctx context.Context, t *target) error {
 	return nil
 }
 
-// dropRoute removes the route of a role that is no longer behind the proxy; the containers
-// stay.
+// dropRoute removes the route of a role that is no longer behind the proxy (under its id and
+// its legacy id); the containers stay. An older proxy keeps it until the proxy rollout replaces
+// it: the new proxy imports the route, and the next pass removes it.
 func (dp *deployer) dropRoute(ctx context.Context, t *target) error {
-	id := release.RouteID(t.role.Namespace, t.role.Deployment, t.role.Name)
-	if _, err := t.host.Proxy.Route(ctx, id); err != nil {
-		if errors.Is(err, proxy.ErrNotFound) || isAdminUnreachable(err) {
+	removed := false
+	for _, id := range []string{
+		release.RouteID(t.role.Namespace, t.role.Deployment, t.role.Name),
+		release.LegacyRouteID(t.role.Namespace, t.role.Deployment, t.role.Name),
+	} {
+		_, err := t.host.Proxy.Route(ctx, id)
+		switch {
+		case errors.Is(err, proxy.ErrNotFound):
+			continue
+		case errors.Is(err, proxy.ErrLegacyProxy) || isAdminUnreachable(err):
 			return nil
+		case err != nil:
+			return fmt.Errorf("reading the route on %s: %w", t.server, err)
 		}
-		return fmt.Errorf("reading the route on %s: %w", t.server, err)
+		if _, err := t.host.Proxy.DeleteRoute(ctx, id, 0); err != nil {
+			return fmt.Errorf("removing the route on %s: %w", t.server, err)
+		}
+		removed = true
 	}
-	if err := t.host.Proxy.DeleteRoute(ctx, id); err != nil {
-		return fmt.Errorf("removing the route on %s: %w", t.server, err)
+	if removed {
+		dp.event(corev1.EventTypeNormal, "RouteRemoved", "role %s is no longer behind the proxy on %s", t.role.Name, t.server)
 	}
-	dp.event(corev1.EventTypeNormal, "RouteRemoved", "role %s is no longer behind the proxy on %s", t.role.Name, t.server)
 	return nil
 }
 
@@ -275,16 +345,11 @@ func (dp *deployer) deploy(ctx context.Context, t *target) error {
 			discard(ctx, t, desired, created)
 			return err
 		}
-		// The upstream first: the switch itself. The route is written only when it is missing
-		// (first deploy) or differs; an unchanged route is no Caddy config change.
-		id := release.RouteID(t.role.Namespace, t.role.Deployment, t.role.Name)
-		if err := t.host.Proxy.SetUpstream(ctx, id, p.Upstream(desired.Name)); err != nil {
+		// One change of the proxy's table: the upstream alone when the route is as the spec
+		// wants it, else the whole route (first deploy, changed settings, a legacy id).
+		want := p.Route(p.Upstream(desired.Name), release.RouteOwner(t.role.Namespace, t.role.Deployment))
+		if _, err := writeRoute(ctx, t, want); err != nil {
 			return fmt.Errorf("switching the route on %s: %w", t.server, err)
-		}
-		if route := p.Route(id); !release.SameRoute(t.route, route) {
-			if err := t.host.Proxy.UpsertRoute(ctx, id, route, p.Specific()); err != nil {
-				return fmt.Errorf("writing the route on %s: %w", t.server, err)
-			}
 		}
 		dp.event(corev1.EventTypeNormal, "Switched", "%s now serves %s on %s", desired.Name, strings.Join(p.Hosts, ","), t.server)
 		dp.at(stepDraining)

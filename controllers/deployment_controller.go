@@ -366,13 +366,13 @@ func (r *DeploymentReconciler) rolloutRole(ctx context.Context, s *deploymentSco
 		t := &target{server: server, host: h, role: role, hash: hash}
 		if role.Proxy != nil {
 			rctx, cancel := context.WithTimeout(ctx, hostReadTimeout)
-			route, up, err := h.Proxy.RoutedTo(rctx, release.RouteID(role.Namespace, role.Deployment, role.Name))
+			route, legacy, up, err := readRoute(rctx, h, role)
 			cancel()
 			if err != nil {
 				s.unreachable[server] = "reading the route: " + err.Error()
 				continue
 			}
-			t.route, t.upstream = route, up
+			t.route, t.legacy, t.upstream = route, legacy, up
 			t.routed, _, _ = strings.Cut(up, ":")
 		}
 		t.plan = release.PlanTarget(hash, role.ContainerName(hash, false), s.observed[server][role.Name], role.Proxy != nil, t.routed, int(d.Spec.RetainContainers))
@@ -615,9 +615,10 @@ func checkHealthPath(path string) error {
 func removeRole(ctx context.Context, dp *deployer, h *fleet.Host, server, role string, cs []release.Observed) error {
 	ctx, cancel := context.WithTimeout(ctx, hostWriteTimeout)
 	defer cancel()
-	id := release.RouteID(dp.d.Namespace, dp.d.Name, role)
-	if err := h.Proxy.DeleteRoute(ctx, id); err != nil && !isAdminUnreachable(err) {
-		return fmt.Errorf("removing route %s on %s: %w", id, server, err)
+	for _, id := range []string{release.RouteID(dp.d.Namespace, dp.d.Name, role), release.LegacyRouteID(dp.d.Namespace, dp.d.Name, role)} {
+		if _, err := h.Proxy.DeleteRoute(ctx, id, 0); err != nil && !isAdminUnreachable(err) {
+			return fmt.Errorf("removing route %s on %s: %w", id, server, err)
+		}
 	}
 	stop := int(dp.d.Spec.Rollout.StopTimeout.Duration.Seconds())
 	for _, c := range cs {

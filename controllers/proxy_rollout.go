@@ -284,7 +284,7 @@ func (r *ServerReconciler) convergeProxy(ctx context.Context, srv *kamalv1.Serve
 	var readyErr error
 	if host.Dialer.ViaStdio() {
 		// One look, no wait: where sshd refuses stream forwarding, waiting cannot help.
-		if readyErr = host.Proxy.Ready(opCtx); readyErr != nil {
+		if readyErr = host.Proxy.Ready(opCtx); readyErr != nil && !errors.Is(readyErr, proxy.ErrLegacyProxy) {
 			// The admin socket is out of reach: nothing can be checked, so nothing is replaced.
 			return r.proxyFailed(srv, "sshd refuses stream-local forwarding (AllowStreamLocalForwarding), so the proxy's admin socket "+proxy.AdminSocket+" is out of reach")
 		}
@@ -293,6 +293,10 @@ func (r *ServerReconciler) convergeProxy(ctx context.Context, srv *kamalv1.Serve
 		host.Dialer.PreferSocket()
 	} else {
 		readyErr = proxyAnswers(opCtx, host)
+	}
+	if errors.Is(readyErr, proxy.ErrLegacyProxy) && obs.Hash != want {
+		// An older kamal-proxy answers (its routes in Caddy's config): replaced in its turn.
+		readyErr = nil
 	}
 	srv.Status.ProxyImage, srv.Status.ProxyHash = obs.Image, obs.Hash
 
@@ -416,7 +420,7 @@ func proxyAnswers(ctx context.Context, host *fleet.Host) error {
 	deadline := time.Now().Add(proxyReadyWithin)
 	for {
 		err := host.Proxy.Ready(ctx)
-		if err == nil || errors.Is(err, proxy.ErrNoRouteModule) || time.Now().After(deadline) || ctx.Err() != nil {
+		if err == nil || errors.Is(err, proxy.ErrNoRouteModule) || errors.Is(err, proxy.ErrLegacyProxy) || time.Now().After(deadline) || ctx.Err() != nil {
 			return err
 		}
 		time.Sleep(200 * time.Millisecond)

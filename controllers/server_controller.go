@@ -32,7 +32,7 @@ import (
 const ServerFinalizer = "kamal.operator.dev/server"
 
 // DefaultProxyImage is the proxy built from images/kamal-proxy (`make proxy-image-build`); set
-// --proxy-image to where you pushed it. Stock Caddy lacks the kamal_route module.
+// --proxy-image to where you pushed it. Stock Caddy lacks its module (kamal_router).
 const DefaultProxyImage = "kamal-proxy:caddy-2.11.9"
 
 // Timings of the Server controller.

@@ -2,44 +2,72 @@ package kamalproxy
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"net/http"
-	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp/requestbody"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp/rewrite"
 )
 
 func init() {
 	caddy.RegisterModule(Admin{})
-	caddy.RegisterModule(Handler{})
+	caddy.RegisterModule(Router{})
 }
 
-// The table lives as long as the process, across config reloads.
+// One table per data directory, living as long as the process: the admin API and the router
+// share it, and a config reload keeps it.
 var (
-	tableOnce sync.Once
-	table     *Table
-	tableErr  error
+	tablesMu sync.Mutex
+	tables   = map[string]*Table{}
 )
 
 func sharedTable() (*Table, error) {
-	tableOnce.Do(func() {
-		table, tableErr = NewTable(filepath.Join(caddy.AppDataDir(), "kamal-routes.json"))
-	})
-	return table, tableErr
+	dir := caddy.AppDataDir()
+	tablesMu.Lock()
+	defer tablesMu.Unlock()
+	if t := tables[dir]; t != nil {
+		return t, nil
+	}
+	t, notes, err := OpenTable(dir, caddy.AppConfigDir())
+	if err != nil {
+		return nil, err
+	}
+	for _, n := range notes {
+		caddy.Log().Named("kamal").Warn(n)
+	}
+	tables[dir] = t
+	return t, nil
 }
 
-// Admin serves the route table on Caddy's admin API:
+// VersionHeader carries the table's version on every /kamal/routes answer, errors included; an
+// answer without it comes from an older module.
+const VersionHeader = "Kamal-Routes-Version"
+
+// Admin serves the route table on Caddy's admin API (ids: ValidID; If-Match: a table version,
+// refusing the change with 412 when the table has another):
 //
-//	GET    /kamal/routes         every route: {"<id>": "<host:port>"}
-//	GET    /kamal/routes/<id>    {"upstream": "<host:port>"}, 404 when there is none
-//	PUT    /kamal/routes/<id>    body {"upstream": "<host:port>"}: switch the route
-//	DELETE /kamal/routes/<id>
-//	GET    /kamal/inflight       requests in flight per upstream: {"<host:port>": n}
-//	POST   /kamal/probe          body {"upstream", "path", "timeout"}: GET path on upstream
-//	                             from the proxy; answers {"status": n} or {"error": "…"}
+//	GET    /kamal/routes               {"version": n, "routes": {"<id>": route}}
+//	GET    /kamal/routes/<id>          the route; 404 when there is none
+//	PUT    /kamal/routes/<id>          body: route, plus "replaces": [ids] removed in the same
+//	                                   change; If-Match optional. {"version": n}; 409 with
+//	                                   {"error", "id", "conflicts": [{id, owner, hosts, paths}]}
+//	                                   when other routes claim the same host and path prefix
+//	PUT    /kamal/routes/<id>/upstream body {"upstream": "<host:port>"}: switch the route; 404
+//	                                   when there is none
+//	DELETE /kamal/routes/<id>          a missing route is no error; If-Match optional
+//	GET    /kamal/inflight             requests in flight per upstream: {"<host:port>": n}
+//	POST   /kamal/probe                body {"upstream", "path", "timeout"}: GET path on upstream
+//	                                   from the proxy; answers {"status": n} or {"error": "…"}
+//
+// A change that changes nothing (an identical PUT, a DELETE of a missing route) keeps the
+// version. A 412 answers {"error", "version"}.
 type Admin struct{}
 
 // CaddyModule returns the Caddy module information.
@@ -67,8 +95,48 @@ func writeJSON(w http.ResponseWriter, v any) error {
 	return json.NewEncoder(w).Encode(v)
 }
 
-type routeBody struct {
-	Upstream string `json:"upstream"`
+func writeStatusJSON(w http.ResponseWriter, status int, v any) error {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	return json.NewEncoder(w).Encode(v)
+}
+
+// TableAnswer is GET /kamal/routes.
+type TableAnswer struct {
+	Version int64            `json:"version"`
+	Routes  map[string]Route `json:"routes"`
+}
+
+// putBody is PUT /kamal/routes/<id>.
+type putBody struct {
+	Route
+	Replaces []string `json:"replaces,omitempty"`
+}
+
+type versionAnswer struct {
+	Version int64 `json:"version"`
+}
+
+// decodeStrict reads a JSON body of at most 1 MiB, refusing unknown fields: a field this module
+// does not know would otherwise be dropped without a word.
+func decodeStrict(w http.ResponseWriter, r *http.Request, v any) error {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return apiError(http.StatusBadRequest, "decoding body: %v", err)
+	}
+	return nil
+}
+
+func parseIfMatch(h string) (int64, error) {
+	if h == "" {
+		return 0, nil
+	}
+	v, err := strconv.ParseInt(strings.Trim(strings.TrimSpace(h), `"`), 10, 64)
+	if err != nil || v <= 0 {
+		return 0, apiError(http.StatusBadRequest, "If-Match %q is not a table version", h)
+	}
+	return v, nil
 }
 
 func serveRoutes(w http.ResponseWriter, r *http.Request) error {
@@ -76,39 +144,77 @@ func serveRoutes(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return apiError(http.StatusInternalServerError, "route table: %v", err)
 	}
-	id := strings.TrimPrefix(strings.TrimPrefix(r.URL.Path, "/kamal/routes"), "/")
-	if id == "" {
+	w.Header().Set(VersionHeader, strconv.FormatInt(t.Version(), 10))
+	rest := strings.TrimPrefix(strings.TrimPrefix(r.URL.Path, "/kamal/routes"), "/")
+	if rest == "" {
 		if r.Method != http.MethodGet {
 			return apiError(http.StatusMethodNotAllowed, "method %s not allowed", r.Method)
 		}
-		return writeJSON(w, t.All())
+		v, routes := t.Snapshot()
+		w.Header().Set(VersionHeader, strconv.FormatInt(v, 10))
+		return writeJSON(w, TableAnswer{Version: v, Routes: routes})
 	}
-	switch r.Method {
-	case http.MethodGet:
-		up := t.Get(id)
-		if up == "" {
-			return apiError(http.StatusNotFound, "route %s has no upstream", id)
+	id, upstream, err := ParseRoutePath(rest)
+	if err != nil {
+		return apiError(http.StatusBadRequest, "%v", err)
+	}
+	ifMatch, err := parseIfMatch(r.Header.Get("If-Match"))
+	if err != nil {
+		return err
+	}
+	var version int64
+	switch {
+	case upstream && r.Method == http.MethodPut:
+		var b struct {
+			Upstream string `json:"upstream"`
 		}
-		return writeJSON(w, routeBody{Upstream: up})
-	case http.MethodPut:
-		var b routeBody
-		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096)).Decode(&b); err != nil {
-			return apiError(http.StatusBadRequest, "decoding body: %v", err)
+		if err := decodeStrict(w, r, &b); err != nil {
+			return err
 		}
-		if err := ValidUpstream(b.Upstream); err != nil {
-			return apiError(http.StatusBadRequest, "%v", err)
+		version, err = t.SetUpstream(id, b.Upstream, ifMatch)
+	case upstream:
+		return apiError(http.StatusMethodNotAllowed, "method %s not allowed", r.Method)
+	case r.Method == http.MethodGet:
+		route, v, ok := t.Get(id)
+		w.Header().Set(VersionHeader, strconv.FormatInt(v, 10))
+		if !ok {
+			return apiError(http.StatusNotFound, "no route %s", id)
 		}
-		if err := t.Set(id, b.Upstream); err != nil {
-			return apiError(http.StatusInternalServerError, "saving route %s: %v", id, err)
+		return writeJSON(w, route)
+	case r.Method == http.MethodPut:
+		var b putBody
+		if err := decodeStrict(w, r, &b); err != nil {
+			return err
 		}
-		return nil
-	case http.MethodDelete:
-		if err := t.Delete(id); err != nil {
-			return apiError(http.StatusInternalServerError, "saving routes: %v", err)
-		}
-		return nil
+		version, err = t.Put(id, b.Route, ifMatch, b.Replaces)
+	case r.Method == http.MethodDelete:
+		version, err = t.Delete(id, ifMatch)
 	default:
 		return apiError(http.StatusMethodNotAllowed, "method %s not allowed", r.Method)
+	}
+	if version > 0 {
+		w.Header().Set(VersionHeader, strconv.FormatInt(version, 10))
+	}
+	var conflict *ConflictError
+	switch {
+	case err == nil:
+		return writeJSON(w, versionAnswer{Version: version})
+	case errors.As(err, &conflict):
+		return writeStatusJSON(w, http.StatusConflict, struct {
+			Error string `json:"error"`
+			*ConflictError
+		}{err.Error(), conflict})
+	case errors.Is(err, ErrPrecondition):
+		return writeStatusJSON(w, http.StatusPreconditionFailed, struct {
+			Error   string `json:"error"`
+			Version int64  `json:"version"`
+		}{fmt.Sprintf("%v: it is %d, If-Match says %d", err, version, ifMatch), version})
+	case errors.Is(err, ErrNotFound):
+		return apiError(http.StatusNotFound, "no route %s", id)
+	case errors.Is(err, ErrInvalid):
+		return apiError(http.StatusBadRequest, "%v", err)
+	default:
+		return apiError(http.StatusInternalServerError, "saving the route table: %v", err)
 	}
 }
 
@@ -123,47 +229,127 @@ func serveInFlight(w http.ResponseWriter, r *http.Request) error {
 	return writeJSON(w, t.InFlight())
 }
 
-// Handler (`kamal_route`) sends a request of route Route to the route's current upstream: it
-// sets the request variable kamal_upstream, which the next handler (reverse_proxy dialling
-// "{http.vars.kamal_upstream}") uses, and counts the request in flight until it is answered.
-// A route with no upstream answers 502.
-type Handler struct {
-	Route string `json:"route"`
-
+// Router (`kamal_router`) is the one handler of the proxy's fixed config: it finds the
+// request's route in the table, counts it in flight to the route's upstream, applies the route's
+// path stripping and body limit, and hands it to a reverse_proxy handler for the route's
+// settings that dials "{http.vars.kamal_upstream}". No route: 404; a route without upstream: 502.
+type Router struct {
+	ctx   caddy.Context
 	table *Table
+
+	mu      *sync.RWMutex
+	proxies map[settings]caddyhttp.MiddlewareHandler
 }
 
 // CaddyModule returns the Caddy module information.
-func (Handler) CaddyModule() caddy.ModuleInfo {
-	return caddy.ModuleInfo{ID: "http.handlers.kamal_route", New: func() caddy.Module { return new(Handler) }}
+func (Router) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{ID: "http.handlers.kamal_router", New: func() caddy.Module { return new(Router) }}
 }
 
-// Provision loads the shared route table.
-func (h *Handler) Provision(caddy.Context) error {
-	if h.Route == "" {
-		return fmt.Errorf("kamal_route: route is required")
-	}
+// Provision loads the route table (before the servers start, so a restarted proxy serves its
+// routes from the first request) and the proxies of the routes it holds.
+func (h *Router) Provision(ctx caddy.Context) error {
 	t, err := sharedTable()
 	if err != nil {
-		return fmt.Errorf("kamal_route: %w", err)
+		return fmt.Errorf("kamal_router: %w", err)
 	}
-	h.table = t
+	h.ctx, h.table, h.mu, h.proxies = ctx, t, new(sync.RWMutex), map[settings]caddyhttp.MiddlewareHandler{}
+	_, routes := t.Snapshot()
+	for _, r := range routes {
+		if _, err := h.proxyFor(r.settings()); err != nil {
+			return fmt.Errorf("kamal_router: %w", err)
+		}
+	}
 	return nil
 }
 
-// ServeHTTP picks the upstream and calls the next handler.
-func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	up, done := h.table.Begin(h.Route)
-	defer done()
-	if up == "" {
-		return caddyhttp.Error(http.StatusBadGateway, fmt.Errorf("route %s has no upstream", h.Route))
+// proxyFor returns the reverse_proxy handler for s, provisioning it the first time. Handlers
+// stay until the config is unloaded (with the fixed config, when the process ends): there are
+// few distinct settings.
+func (h *Router) proxyFor(s settings) (caddyhttp.MiddlewareHandler, error) {
+	h.mu.RLock()
+	p := h.proxies[s]
+	h.mu.RUnlock()
+	if p != nil {
+		return p, nil
 	}
-	caddyhttp.SetVar(r.Context(), UpstreamVar, up)
-	return next.ServeHTTP(w, r)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if p := h.proxies[s]; p != nil {
+		return p, nil
+	}
+	raw, err := json.Marshal(reverseProxyConfig(s))
+	if err != nil {
+		return nil, err
+	}
+	mod, err := h.ctx.LoadModuleByID("http.handlers.reverse_proxy", raw)
+	if err != nil {
+		return nil, fmt.Errorf("provisioning reverse_proxy %s: %w", raw, err)
+	}
+	p = mod.(caddyhttp.MiddlewareHandler)
+	h.proxies[s] = p
+	return p, nil
+}
+
+// reverseProxyConfig is the reverse_proxy handler for routes with settings s.
+func reverseProxyConfig(s settings) map[string]any {
+	transport := map[string]any{"protocol": "http"}
+	if s.ResponseTimeout != "" {
+		transport["response_header_timeout"] = s.ResponseTimeout
+	}
+	cfg := map[string]any{
+		"upstreams": []any{map[string]any{"dial": "{http.vars." + UpstreamVar + "}"}},
+		"transport": transport,
+	}
+	if s.ForwardHeaders {
+		// Trust the client's X-Forwarded-* from anywhere, as Kamal's forward_headers does.
+		cfg["trusted_proxies"] = []string{"0.0.0.0/0", "::/0"}
+	}
+	if s.RequestBuffers > 0 {
+		cfg["request_buffers"] = s.RequestBuffers
+	}
+	if s.ResponseBuffers > 0 {
+		cfg["response_buffers"] = s.ResponseBuffers
+	}
+	return cfg
+}
+
+// NoRouteBody is the answer (404) to a request no route matches.
+const NoRouteBody = "no app is routed for this host\n"
+
+// ServeHTTP routes the request.
+func (h *Router) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	m, done := h.table.Begin(r.Host, r.URL.Path)
+	defer done()
+	route := m.Route
+	if route == nil {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.WriteHeader(http.StatusNotFound)
+		_, _ = io.WriteString(w, NoRouteBody)
+		return nil
+	}
+	if route.Upstream == "" {
+		return caddyhttp.Error(http.StatusBadGateway, fmt.Errorf("route %s has no upstream", m.ID))
+	}
+	rp, err := h.proxyFor(route.settings())
+	if err != nil {
+		return caddyhttp.Error(http.StatusBadGateway, err)
+	}
+	caddyhttp.SetVar(r.Context(), UpstreamVar, route.Upstream)
+	if route.StripPathPrefix && m.Strip != "" {
+		repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+		rewrite.Rewrite{StripPathPrefix: m.Strip}.Rewrite(r, repl)
+	}
+	proxy := caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error { return rp.ServeHTTP(w, r, next) })
+	if route.MaxRequestBody > 0 {
+		// Caddy's request_body: 413 for a declared or a read body over the limit.
+		return requestbody.RequestBody{MaxSize: route.MaxRequestBody}.ServeHTTP(w, r, proxy)
+	}
+	return proxy(w, r)
 }
 
 var (
 	_ caddy.AdminRouter           = Admin{}
-	_ caddy.Provisioner           = (*Handler)(nil)
-	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
+	_ caddy.Provisioner           = (*Router)(nil)
+	_ caddyhttp.MiddlewareHandler = (*Router)(nil)
 )

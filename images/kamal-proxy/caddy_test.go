@@ -12,216 +12,162 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
 
-	_ "github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
-	_ "github.com/caddyserver/caddy/v2/modules/caddyhttp/standard"
+	// The modules of the proxy binary (cmd/kamal-proxy).
+	_ "github.com/caddyserver/caddy/v2/modules/standard"
 )
 
-// proxyUnderTest runs Caddy in this process with one route through kamal_route, the way the
-// controller configures it, and returns its address and an admin client.
-func proxyUnderTest(t *testing.T) (addr string, admin *http.Client) {
+// testProxy is Caddy in this process running the fixed config the controller writes
+// (testdata/fixed-config.json, kept equal to internal/proxy.FixedConfig by a test there), with
+// its listeners on free local ports and its admin API on a socket of the test.
+type testProxy struct {
+	http, https string // host:port
+	admin       *http.Client
+	dataDir     string // Caddy's data directory (<XDG_DATA_HOME>/caddy)
+	configDir   string // Caddy's config directory (<XDG_CONFIG_HOME>/caddy)
+}
+
+func freeAddr(t *testing.T) string {
 	t.Helper()
-	dir := t.TempDir()
-	t.Setenv("XDG_DATA_HOME", filepath.Join(dir, "data"))
-	t.Setenv("XDG_CONFIG_HOME", filepath.Join(dir, "config"))
-	sock := filepath.Join(dir, "admin.sock")
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr = ln.Addr().String()
-	ln.Close()
-	cfg := map[string]any{
-		"admin": map[string]any{"listen": "unix/" + sock},
-		"apps": map[string]any{"http": map[string]any{"servers": map[string]any{"kamal": map[string]any{
-			"listen": []string{addr},
-			"routes": []any{map[string]any{
-				"handle": []any{
-					map[string]any{"handler": "kamal_route", "route": "r"},
-					map[string]any{"handler": "reverse_proxy", "upstreams": []any{map[string]any{"dial": "{http.vars." + UpstreamVar + "}"}}},
-				},
-			}},
-		}}}},
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// startProxy starts the proxy; prepare, when set, first gets Caddy's data and config
+// directories, as a proxy container finds its volumes.
+func startProxy(t *testing.T, prepare func(dataDir, configDir string)) *testProxy {
+	t.Helper()
+	dir := t.TempDir()
+	t.Setenv("XDG_DATA_HOME", filepath.Join(dir, "data"))
+	t.Setenv("XDG_CONFIG_HOME", filepath.Join(dir, "config"))
+	p := &testProxy{http: freeAddr(t), https: freeAddr(t), dataDir: caddy.AppDataDir(), configDir: caddy.AppConfigDir()}
+	for _, d := range []string{p.dataDir, p.configDir} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
 	}
-	b, _ := json.Marshal(cfg)
-	if err := caddy.Load(b, true); err != nil {
+	if prepare != nil {
+		prepare(p.dataDir, p.configDir)
+	}
+	raw, err := os.ReadFile(filepath.Join("testdata", "fixed-config.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sock := filepath.Join(dir, "admin.sock")
+	raw = bytes.Replace(raw, []byte(`"unix//run/kamal-proxy/admin.sock"`), []byte(`"unix/`+sock+`"`), 1)
+	raw = bytes.Replace(raw, []byte(`[":80"]`), []byte(`["`+p.http+`"]`), 1)
+	raw = bytes.Replace(raw, []byte(`[":443"]`), []byte(`["`+p.https+`"]`), 1)
+	// Caddy's default storage is fixed when the process starts; the proxy's is its data volume.
+	raw = bytes.Replace(raw, []byte(`{"admin":`), []byte(`{"storage":{"module":"file_system","root":"`+p.dataDir+`"},"admin":`), 1)
+	if err := caddy.Load(raw, true); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = caddy.Stop() })
-	admin = &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+	p.admin = &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 		var d net.Dialer
 		return d.DialContext(ctx, "unix", sock)
 	}}, Timeout: 10 * time.Second}
-	return addr, admin
+	return p
 }
 
-func adminDo(t *testing.T, c *http.Client, method, path string, body any) (int, string) {
+// adminAnswer is an admin API answer.
+type adminAnswer struct {
+	code    int
+	body    string
+	version string // the Kamal-Routes-Version header
+}
+
+func (p *testProxy) do(t testing.TB, method, path string, body any, header ...string) adminAnswer {
 	t.Helper()
 	var rd io.Reader
 	if body != nil {
-		b, _ := json.Marshal(body)
-		rd = bytes.NewReader(b)
+		b, ok := body.(string)
+		if !ok {
+			bb, _ := json.Marshal(body)
+			b = string(bb)
+		}
+		rd = strings.NewReader(b)
 	}
 	req, _ := http.NewRequest(method, "http://localhost"+path, rd)
-	resp, err := c.Do(req)
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	resp, err := p.admin.Do(req)
 	if err != nil {
 		t.Fatalf("%s %s: %v", method, path, err)
 	}
 	defer resp.Body.Close()
 	out, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(out)
+	return adminAnswer{resp.StatusCode, string(out), resp.Header.Get(VersionHeader)}
 }
 
+// put writes a route and fails the test unless the proxy takes it.
+func (p *testProxy) put(t testing.TB, id string, r Route) {
+	t.Helper()
+	if a := p.do(t, http.MethodPut, "/kamal/routes/"+id, r); a.code != http.StatusOK {
+		t.Fatalf("PUT %s: %d %s", id, a.code, a.body)
+	}
+}
+
+// backend is an app: it answers "<name> <path>", and on /slow waits for release, on /sleep for
+// a second; POST reads the body.
 func backend(t *testing.T, name string, release <-chan struct{}) string {
 	t.Helper()
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/slow" {
+		switch r.URL.Path {
+		case "/slow":
 			<-release
+		case "/sleep":
+			time.Sleep(time.Second)
+		case "/headers":
+			fmt.Fprintf(w, "%s %s", name, r.Header.Get("X-Forwarded-For"))
+			return
 		}
-		fmt.Fprint(w, name)
+		if r.Method == http.MethodPost {
+			if _, err := io.Copy(io.Discard, r.Body); err != nil {
+				http.Error(w, err.Error(), http.StatusBadRequest)
+				return
+			}
+		}
+		fmt.Fprintf(w, "%s %s", name, r.URL.Path)
 	}))
 	t.Cleanup(srv.Close)
 	return strings.TrimPrefix(srv.URL, "http://")
 }
 
-func get(c *http.Client, url string) (string, error) {
-	resp, err := c.Get(url)
+// get sends GET path with a Host header; err covers transport errors and non-200 answers.
+func get(c *http.Client, addr, host, path string) (string, error) {
+	code, body, err := send(c, http.MethodGet, addr, host, path, nil, nil)
+	if err == nil && code != http.StatusOK {
+		err = fmt.Errorf("status %d: %s", code, body)
+	}
+	return body, err
+}
+
+func send(c *http.Client, method, addr, host, path string, body io.Reader, header http.Header) (int, string, error) {
+	req, err := http.NewRequest(method, "http://"+addr+path, body)
 	if err != nil {
-		return "", err
+		return 0, "", err
+	}
+	req.Host = host
+	for k, v := range header {
+		req.Header[k] = v
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return 0, "", err
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return "", err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return string(b), fmt.Errorf("status %d: %s", resp.StatusCode, b)
-	}
-	return string(b), nil
-}
-
-func TestRouteSwitchesWithoutConfigChange(t *testing.T) {
-	release := make(chan struct{})
-	a, b := backend(t, "a", release), backend(t, "b", nil)
-	addr, admin := proxyUnderTest(t)
-	url := "http://" + addr
-
-	// Unrouted: a clear 502, not a dial of an empty address.
-	if _, err := get(http.DefaultClient, url); err == nil || !strings.Contains(err.Error(), "502") {
-		t.Fatalf("request before any upstream: %v", err)
-	}
-	if code, body := adminDo(t, admin, http.MethodPut, "/kamal/routes/r", map[string]string{"upstream": "nope"}); code != http.StatusBadRequest {
-		t.Fatalf("PUT of a bad upstream: %d %s", code, body)
-	}
-	if code, body := adminDo(t, admin, http.MethodPut, "/kamal/routes/r", map[string]string{"upstream": a}); code != http.StatusOK {
-		t.Fatalf("PUT: %d %s", code, body)
-	}
-	_, cfgBefore := adminDo(t, admin, http.MethodGet, "/config/", nil)
-	if got, err := get(http.DefaultClient, url); err != nil || got != "a" {
-		t.Fatalf("routed to a: %q %v", got, err)
-	}
-
-	// A request in flight on a is counted, and finishes after the switch to b.
-	slow := make(chan error, 1)
-	go func() {
-		got, err := get(http.DefaultClient, url+"/slow")
-		if err == nil && got != "a" {
-			err = fmt.Errorf("slow request answered by %q", got)
-		}
-		slow <- err
-	}()
-	waitFor(t, func() bool {
-		_, body := adminDo(t, admin, http.MethodGet, "/kamal/inflight", nil)
-		return strings.Contains(body, a)
-	})
-	adminDo(t, admin, http.MethodPut, "/kamal/routes/r", map[string]string{"upstream": b})
-	if got, err := get(http.DefaultClient, url); err != nil || got != "b" {
-		t.Fatalf("after the switch: %q %v", got, err)
-	}
-	close(release)
-	if err := <-slow; err != nil {
-		t.Fatalf("the request in flight during the switch: %v", err)
-	}
-	waitFor(t, func() bool {
-		_, body := adminDo(t, admin, http.MethodGet, "/kamal/inflight", nil)
-		return strings.TrimSpace(body) == "{}"
-	})
-	if _, body := adminDo(t, admin, http.MethodGet, "/kamal/routes/r", nil); !strings.Contains(body, b) {
-		t.Fatalf("GET route: %s", body)
-	}
-	if _, cfgAfter := adminDo(t, admin, http.MethodGet, "/config/", nil); cfgAfter != cfgBefore {
-		t.Fatalf("the switch changed Caddy's config:\n%s\n%s", cfgBefore, cfgAfter)
-	}
-	saved, err := os.ReadFile(filepath.Join(caddy.AppDataDir(), "kamal-routes.json"))
-	if err != nil || !strings.Contains(string(saved), b) {
-		t.Fatalf("saved routes: %s %v", saved, err)
-	}
-	if code, _ := adminDo(t, admin, http.MethodDelete, "/kamal/routes/r", nil); code != http.StatusOK {
-		t.Fatalf("DELETE: %d", code)
-	}
-	if code, _ := adminDo(t, admin, http.MethodGet, "/kamal/routes/r", nil); code != http.StatusNotFound {
-		t.Fatalf("GET after DELETE: %d", code)
-	}
-}
-
-// Switching back and forth under load, on new and reused connections, fails no request.
-func TestSwitchesUnderLoadFailNothing(t *testing.T) {
-	a, b := backend(t, "a", nil), backend(t, "b", nil)
-	addr, admin := proxyUnderTest(t)
-	url := "http://" + addr
-	adminDo(t, admin, http.MethodPut, "/kamal/routes/r", map[string]string{"upstream": a})
-
-	var ok, failed atomic.Int64
-	var firstErr atomic.Value
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for i := range 4 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: i%2 == 0}}
-			for n := 0; n < 20000; n++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				if _, err := get(c, url); err != nil {
-					failed.Add(1)
-					firstErr.CompareAndSwap(nil, err.Error())
-				} else {
-					ok.Add(1)
-				}
-			}
-		}()
-	}
-	for i := range 200 {
-		up := a
-		if i%2 == 0 {
-			up = b
-		}
-		before := ok.Load() + failed.Load()
-		if code, body := adminDo(t, admin, http.MethodPut, "/kamal/routes/r", map[string]string{"upstream": up}); code != http.StatusOK {
-			t.Fatalf("PUT: %d %s", code, body)
-		}
-		// Let some requests through on each side of every switch.
-		waitFor(t, func() bool { return ok.Load()+failed.Load() >= before+8 })
-	}
-	close(stop)
-	wg.Wait()
-	t.Logf("200 switches: %d requests ok, %d failed", ok.Load(), failed.Load())
-	if failed.Load() > 0 {
-		t.Fatalf("%d requests failed, first: %v", failed.Load(), firstErr.Load())
-	}
-	if ok.Load() < 200 {
-		t.Fatalf("only %d requests were made", ok.Load())
-	}
+	return resp.StatusCode, string(b), err
 }
 
 func waitFor(t *testing.T, cond func() bool) {

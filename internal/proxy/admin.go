@@ -9,6 +9,9 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
+	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 )
@@ -33,134 +36,267 @@ func NewAdmin(dial func(ctx context.Context) (net.Conn, error)) *Admin {
 	}}
 }
 
-// ErrNotFound is an admin path or route id that does not exist.
-var ErrNotFound = errors.New("not found")
+var (
+	// ErrNotFound is an admin path or route id that does not exist.
+	ErrNotFound = errors.New("not found")
+	// ErrNoRouteModule is a proxy image without kamal-proxy's module.
+	ErrNoRouteModule = errors.New("the proxy image lacks the route module (images/kamal-proxy); build it from there")
+	// ErrLegacyProxy is a proxy of an older kamal-proxy, whose app routes are Caddy routes: the
+	// proxy rollout replaces it, and its routes change once it has.
+	ErrLegacyProxy = errors.New("the proxy runs an older kamal-proxy (routes in Caddy's config); its routes change once the proxy rollout has replaced it")
+	// ErrPrecondition is a change refused because the route table's version is not the one
+	// given (If-Match): it changed since it was read.
+	ErrPrecondition = errors.New("the proxy's route table changed since it was read")
+)
 
-func (a *Admin) do(ctx context.Context, method, path string, body any, out any) error {
+// versionHeader carries the route table's version on every /kamal/routes answer; an answer
+// without it comes from an older module.
+const versionHeader = "Kamal-Routes-Version"
+
+// Route is one entry of the proxy's route table (images/kamal-proxy Route): which requests
+// (hosts, path prefixes) go to which upstream, and how.
+type Route struct {
+	// Hosts are exact names or wildcards "*.example.com" (one label); none: every host no
+	// other route names.
+	Hosts []string `json:"hosts,omitempty"`
+	// Paths are path prefixes ("/api" matches /api and /api/…); none: every path.
+	Paths []string `json:"paths,omitempty"`
+	// Upstream is "container:port"; empty answers 502.
+	Upstream        string `json:"upstream,omitempty"`
+	MaxRequestBody  int64  `json:"maxRequestBody,omitempty"`
+	StripPathPrefix bool   `json:"stripPathPrefix,omitempty"`
+	ForwardHeaders  bool   `json:"forwardHeaders,omitempty"`
+	RequestBuffers  int64  `json:"requestBuffers,omitempty"`
+	ResponseBuffers int64  `json:"responseBuffers,omitempty"`
+	// ResponseTimeout is a Go duration ("30s"); empty: none.
+	ResponseTimeout string `json:"responseTimeout,omitempty"`
+	// Owner is informational ("namespace/deployment").
+	Owner string `json:"owner,omitempty"`
+}
+
+// Equal says whether two routes are the same (nil and empty lists alike).
+func (r Route) Equal(o Route) bool {
+	return slices.Equal(r.Hosts, o.Hosts) && slices.Equal(r.Paths, o.Paths) && r.Upstream == o.Upstream &&
+		r.MaxRequestBody == o.MaxRequestBody && r.StripPathPrefix == o.StripPathPrefix && r.ForwardHeaders == o.ForwardHeaders &&
+		r.RequestBuffers == o.RequestBuffers && r.ResponseBuffers == o.ResponseBuffers && r.ResponseTimeout == o.ResponseTimeout && r.Owner == o.Owner
+}
+
+// RouteTable is the proxy's route table at one version.
+type RouteTable struct {
+	Version int64            `json:"version"`
+	Routes  map[string]Route `json:"routes"`
+}
+
+// RouteConflict is a route of the proxy that claims what another route asked for.
+type RouteConflict struct {
+	ID    string `json:"id"`
+	Owner string `json:"owner,omitempty"`
+	// Hosts and Paths are what both claim: host names ("" for no host) and prefixes ("/" for
+	// every path).
+	Hosts []string `json:"hosts"`
+	Paths []string `json:"paths"`
+}
+
+// ConflictError is a route the proxy refused because other routes claim the same host and
+// path prefix.
+type ConflictError struct {
+	ID        string          `json:"id"`
+	Conflicts []RouteConflict `json:"conflicts"`
+}
+
+func (e *ConflictError) Error() string {
+	var parts []string
+	for _, c := range e.Conflicts {
+		s := "route " + c.ID
+		if c.Owner != "" {
+			s += " (" + c.Owner + ")"
+		}
+		hosts := strings.Join(c.Hosts, ",")
+		if hosts == "" {
+			hosts = "any host"
+		}
+		parts = append(parts, s+" on "+hosts+" "+strings.Join(c.Paths, ","))
+	}
+	return fmt.Sprintf("route %s conflicts with %s", e.ID, strings.Join(parts, "; "))
+}
+
+// answer is an admin API response, read whole.
+type answer struct {
+	status int
+	header http.Header
+	data   []byte
+}
+
+func (a *Admin) send(ctx context.Context, method, path string, ifMatch int64, body any) (answer, error) {
 	var rd io.Reader
 	if body != nil {
 		b, err := json.Marshal(body)
 		if err != nil {
-			return err
+			return answer{}, err
 		}
 		rd = bytes.NewReader(b)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, "http://kamal-proxy"+path, rd)
 	if err != nil {
-		return err
+		return answer{}, err
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
+	}
+	if ifMatch != 0 {
+		req.Header.Set("If-Match", strconv.FormatInt(ifMatch, 10))
 	}
 	if a.Requests != nil {
 		a.Requests.Add(1)
 	}
 	resp, err := a.http.Do(req)
 	if err != nil {
-		return fmt.Errorf("proxy admin %s %s: %w", method, path, err)
+		return answer{}, fmt.Errorf("proxy admin %s %s: %w", method, path, err)
 	}
 	defer resp.Body.Close()
-	data, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		return answer{}, fmt.Errorf("proxy admin %s %s: %w", method, path, err)
+	}
+	return answer{status: resp.StatusCode, header: resp.Header, data: data}, nil
+}
+
+func (a *Admin) do(ctx context.Context, method, path string, body any, out any) error {
+	ans, err := a.send(ctx, method, path, 0, body)
+	if err != nil {
+		return err
+	}
 	switch {
-	case resp.StatusCode == http.StatusNotFound:
+	case ans.status == http.StatusNotFound:
 		return fmt.Errorf("proxy admin %s %s: %w", method, path, ErrNotFound)
-	case resp.StatusCode >= 300:
+	case ans.status >= 300:
 		// Caddy reports a missing id as a 404 or as a 500 "unknown object ID".
-		if bytes.Contains(data, []byte("unknown object ID")) {
+		if bytes.Contains(ans.data, []byte("unknown object ID")) {
 			return fmt.Errorf("proxy admin %s %s: %w", method, path, ErrNotFound)
 		}
-		return fmt.Errorf("proxy admin %s %s: %s: %s", method, path, resp.Status, bytes.TrimSpace(data))
+		return fmt.Errorf("proxy admin %s %s: %d %s: %s", method, path, ans.status, http.StatusText(ans.status), bytes.TrimSpace(ans.data))
 	}
-	if out != nil && len(data) > 0 {
-		return json.Unmarshal(data, out)
+	if out != nil && len(ans.data) > 0 {
+		return json.Unmarshal(ans.data, out)
 	}
 	return nil
 }
 
-// ErrNoRouteModule is a proxy image without the kamal_route module.
-var ErrNoRouteModule = errors.New("the proxy image lacks the kamal_route module (images/kamal-proxy); build it from there")
+// table sends one request of the route table API and returns the table's version.
+func (a *Admin) table(ctx context.Context, method, path string, ifMatch int64, body, out any) (int64, error) {
+	ans, err := a.send(ctx, method, path, ifMatch, body)
+	if err != nil {
+		return 0, err
+	}
+	fail := func(err error) error { return fmt.Errorf("proxy admin %s %s: %w", method, path, err) }
+	hv := ans.header.Get(versionHeader)
+	if hv == "" {
+		return 0, fail(ErrLegacyProxy)
+	}
+	version, _ := strconv.ParseInt(hv, 10, 64)
+	switch ans.status {
+	case http.StatusOK:
+		if out != nil {
+			if err := json.Unmarshal(ans.data, out); err != nil {
+				return version, fail(err)
+			}
+		}
+		return version, nil
+	case http.StatusNotFound:
+		return version, fail(ErrNotFound)
+	case http.StatusConflict:
+		ce := &ConflictError{}
+		if err := json.Unmarshal(ans.data, ce); err != nil {
+			return version, fail(fmt.Errorf("409 %s", bytes.TrimSpace(ans.data)))
+		}
+		return version, fail(ce)
+	case http.StatusPreconditionFailed:
+		return version, fail(fmt.Errorf("%w (table version %d, expected %d)", ErrPrecondition, version, ifMatch))
+	}
+	return version, fail(fmt.Errorf("%d %s: %s", ans.status, http.StatusText(ans.status), bytes.TrimSpace(ans.data)))
+}
 
-// Ready checks that the admin API answers, the app server exists and the image has the route
-// module.
+func routePath(id string) string { return "/kamal/routes/" + id }
+
+// Ready checks that the admin API answers, that the proxy has the route module and runs the
+// fixed config (FixedConfig: its server's one handler is kamal_router). A proxy of an older
+// kamal-proxy answers ErrLegacyProxy, one without the module ErrNoRouteModule.
 func (a *Admin) Ready(ctx context.Context) error {
-	var srv map[string]any
-	if err := a.do(ctx, http.MethodGet, "/config/apps/http/servers/"+ServerName, nil, &srv); err != nil {
+	ans, err := a.send(ctx, http.MethodGet, "/kamal/routes", 0, nil)
+	if err != nil {
 		return err
 	}
-	var routes map[string]string
-	if err := a.do(ctx, http.MethodGet, "/kamal/routes", nil, &routes); err != nil {
-		if errors.Is(err, ErrNotFound) {
+	if ans.header.Get(versionHeader) == "" {
+		if ans.status == http.StatusNotFound {
 			return ErrNoRouteModule
 		}
+		return ErrLegacyProxy
+	}
+	if ans.status != http.StatusOK {
+		return fmt.Errorf("proxy admin GET /kamal/routes: %d: %s", ans.status, bytes.TrimSpace(ans.data))
+	}
+	var routes []struct {
+		Handle []struct {
+			Handler string `json:"handler"`
+		} `json:"handle"`
+	}
+	if err := a.do(ctx, http.MethodGet, "/config/apps/http/servers/"+ServerName+"/routes", nil, &routes); err != nil {
 		return err
+	}
+	if len(routes) != 1 || len(routes[0].Handle) != 1 || routes[0].Handle[0].Handler != "kamal_router" {
+		return fmt.Errorf("%w: its Caddy config is not the fixed one (no single kamal_router route)", ErrLegacyProxy)
 	}
 	return nil
 }
 
-// Route returns the route with the given id.
-func (a *Admin) Route(ctx context.Context, id string) (json.RawMessage, error) {
-	var r json.RawMessage
-	if err := a.do(ctx, http.MethodGet, "/id/"+id, nil, &r); err != nil {
-		return nil, err
+// Routes returns the route table.
+func (a *Admin) Routes(ctx context.Context) (RouteTable, error) {
+	var t RouteTable
+	_, err := a.table(ctx, http.MethodGet, "/kamal/routes", 0, nil, &t)
+	if t.Routes == nil {
+		t.Routes = map[string]Route{}
 	}
-	return r, nil
+	return t, err
 }
 
-// Routes returns the app server's routes in order.
-func (a *Admin) Routes(ctx context.Context) ([]json.RawMessage, error) {
-	var rs []json.RawMessage
-	err := a.do(ctx, http.MethodGet, "/config/apps/http/servers/"+ServerName+"/routes", nil, &rs)
-	return rs, err
+// Route returns route id; ErrNotFound when there is none.
+func (a *Admin) Route(ctx context.Context, id string) (Route, error) {
+	var r Route
+	_, err := a.table(ctx, http.MethodGet, routePath(id), 0, nil, &r)
+	return r, err
 }
 
-// UpsertRoute replaces the route with id in place, or inserts it: first when it is specific
-// (names hosts or paths), else just before the fallback, so catch-alls never shadow others.
-// Caddy applies either change gracefully: in-flight requests finish on the old config. An
-// unchanged route is no config change at all.
-func (a *Admin) UpsertRoute(ctx context.Context, id string, route map[string]any, specific bool) error {
-	route["@id"] = id
-	err := a.do(ctx, http.MethodPatch, "/id/"+id, route, nil)
-	if !errors.Is(err, ErrNotFound) {
-		return err
-	}
-	at := 0
-	if !specific {
-		rs, err := a.Routes(ctx)
-		if err != nil {
-			return err
+// PutRoute writes route id and removes the routes of replaces in the same change (so a route
+// takes over from an older id at once). With ifMatch other than 0 the proxy refuses the change
+// when its table is at another version (ErrPrecondition). A route that shares a host and path
+// prefix with another is refused with a *ConflictError naming the others. An identical route
+// is no change. It returns the table's version after the change.
+func (a *Admin) PutRoute(ctx context.Context, id string, r Route, ifMatch int64, replaces []string) (int64, error) {
+	body := struct {
+		Route
+		Replaces []string `json:"replaces,omitempty"`
+	}{r, replaces}
+	return a.table(ctx, http.MethodPut, routePath(id), ifMatch, body, nil)
+}
+
+// SetUpstream points route id at upstream ("container:port"): the next request goes there, the
+// ones in flight finish where they are. ErrNotFound when the route does not exist.
+func (a *Admin) SetUpstream(ctx context.Context, id, upstream string) (int64, error) {
+	return a.table(ctx, http.MethodPut, routePath(id)+"/upstream", 0, map[string]string{"upstream": upstream}, nil)
+}
+
+// DeleteRoute removes route id; a missing one is not an error. On an older proxy it removes
+// the Caddy route of that id as well (a config change there, as it always was).
+func (a *Admin) DeleteRoute(ctx context.Context, id string, ifMatch int64) (int64, error) {
+	v, err := a.table(ctx, http.MethodDelete, routePath(id), ifMatch, nil, nil)
+	if errors.Is(err, ErrLegacyProxy) {
+		// The older module removed its table entry; the route itself is Caddy's.
+		if err := a.do(ctx, http.MethodDelete, "/id/"+id, nil, nil); err != nil && !errors.Is(err, ErrNotFound) {
+			return 0, err
 		}
-		at = max(len(rs)-1, 0)
+		return 0, nil
 	}
-	return a.do(ctx, http.MethodPut, fmt.Sprintf("/config/apps/http/servers/%s/routes/%d", ServerName, at), route, nil)
-}
-
-// SetUpstream points route id at upstream ("container:port"). The route's config does not
-// change, so Caddy keeps its servers and listeners: the next request goes to upstream, the ones
-// in flight finish where they are.
-func (a *Admin) SetUpstream(ctx context.Context, id, upstream string) error {
-	return a.do(ctx, http.MethodPut, "/kamal/routes/"+id, map[string]string{"upstream": upstream}, nil)
-}
-
-// RoutedTo returns route id as Caddy holds it and its upstream address ("container:port"); both
-// empty when the route is missing, the upstream empty when the table has none for it.
-func (a *Admin) RoutedTo(ctx context.Context, id string) (json.RawMessage, string, error) {
-	route, err := a.Route(ctx, id)
-	if err != nil {
-		if errors.Is(err, ErrNotFound) {
-			return nil, "", nil
-		}
-		return nil, "", err
-	}
-	var r struct {
-		Upstream string `json:"upstream"`
-	}
-	if err := a.do(ctx, http.MethodGet, "/kamal/routes/"+id, nil, &r); err != nil {
-		if errors.Is(err, ErrNotFound) {
-			return route, "", nil
-		}
-		return nil, "", err
-	}
-	return route, r.Upstream, nil
+	return v, err
 }
 
 // InFlight returns the requests in flight per upstream address.
@@ -170,13 +306,4 @@ func (a *Admin) InFlight(ctx context.Context) (map[string]int, error) {
 		return nil, err
 	}
 	return out, nil
-}
-
-// DeleteRoute removes the route with id and then its upstream; a missing one is not an error.
-func (a *Admin) DeleteRoute(ctx context.Context, id string) error {
-	err := a.do(ctx, http.MethodDelete, "/id/"+id, nil, nil)
-	if err != nil && !errors.Is(err, ErrNotFound) {
-		return err
-	}
-	return a.do(ctx, http.MethodDelete, "/kamal/routes/"+id, nil, nil)
 }

@@ -1,8 +1,9 @@
 // Package proxy runs kamal-proxy, the per-host Caddy that routes HTTP to app containers, and
 // talks to its admin API. The admin API listens on a unix socket in a host folder, so only
 // the controller (through its SSH connection) and the host's root can reach it; app containers
-// cannot. Caddy's config autosaves into a volume and the container runs
-// `caddy run --resume`, so a restarted or recreated proxy keeps every route.
+// cannot. Caddy's config is fixed (FixedConfig) and every route lives in the route table of the
+// proxy's module (images/kamal-proxy), saved in the data volume, so a restarted or recreated
+// proxy keeps every route, and a route change is no config change.
 package proxy
 
 import (
@@ -36,9 +37,9 @@ const (
 	// HostRunDir is bind-mounted into the proxy; the admin socket lives there.
 	HostRunDir  = "/run/kamal-proxy"
 	AdminSocket = HostRunDir + "/admin.sock"
-	// ServerName is the Caddy HTTP server that holds the app routes.
-	ServerName      = "kamal"
-	FallbackRouteID = "kamal-fallback"
+	// ServerName is the Caddy HTTP server on :80, TLSServerName the one on :443.
+	ServerName    = "kamal"
+	TLSServerName = "kamal-tls"
 
 	configVolume = "kamal-proxy-config"
 	dataVolume   = "kamal-proxy-data"
@@ -73,30 +74,43 @@ func SettingsFor(p kamalv1.ServerProxy, defaultImage string) Settings {
 }
 
 // containerRevision changes when CreateOptions changes shape, so existing proxies are
-// replaced with the new shape.
-const containerRevision = "2"
+// replaced with the new shape. 3: the fixed config and the route table of the module, run
+// without --resume.
+const containerRevision = "3"
 
 // Hash identifies the settings; a container with another hash is replaced.
 func (s Settings) Hash() string {
 	b, _ := json.Marshal(s)
-	sum := sha256.Sum256(append(append(b, InitialConfig()...), containerRevision...))
+	sum := sha256.Sum256(append(append(b, FixedConfig()...), containerRevision...))
 	return hex.EncodeToString(sum[:])[:16]
 }
 
-// InitialConfig is Caddy's config on first start: the admin socket, persisted config, and an
-// HTTP server whose last route answers 404 for hosts no app claims.
-func InitialConfig() []byte {
+// FixedConfig is Caddy's config, the same on every host and never changed while the proxy
+// runs: the admin API on the unix socket, not persisted; the server "kamal" on :80 and
+// "kamal-tls" on :443, Caddy's automatic HTTPS off on both, each with one route whose only
+// handler is the module's kamal_router. Every app route lives in the module's route table, so
+// adding, changing or removing one is no config change and touches no other app's connections
+// (images/kamal-proxy). TLS certificates come from the module's certificate table (empty for
+// now: a handshake fails) through Caddy's get_certificate hook; the permission module refuses
+// every name, so Caddy never asks an ACME issuer. HTTP/1.1 on :80 (HTTP/2 needs TLS there),
+// HTTP/1.1 and HTTP/2 on :443; no HTTP/3: UDP 443 is not published.
+// The container runs it with `caddy run --config` and no --resume, so it applies on every
+// start, also where an older proxy left an autosave.
+func FixedConfig() []byte {
+	routes := []any{map[string]any{"handle": []any{map[string]any{"handler": "kamal_router"}}}}
+	noAutoHTTPS := map[string]any{"disable": true}
 	cfg := map[string]any{
-		"admin": map[string]any{"listen": "unix/" + AdminSocket, "config": map[string]any{"persist": true}},
-		"apps": map[string]any{"http": map[string]any{"servers": map[string]any{
-			ServerName: map[string]any{
-				"listen": []string{":80"},
-				"routes": []any{map[string]any{
-					"@id":    FallbackRouteID,
-					"handle": []any{map[string]any{"handler": "static_response", "status_code": 404, "body": "no app is routed for this host\n"}},
-				}},
-			},
-		}}},
+		"admin": map[string]any{"listen": "unix/" + AdminSocket, "config": map[string]any{"persist": false}},
+		"apps": map[string]any{
+			"http": map[string]any{"servers": map[string]any{
+				ServerName:    map[string]any{"listen": []string{":80"}, "automatic_https": noAutoHTTPS, "routes": routes, "protocols": []string{"h1"}},
+				TLSServerName: map[string]any{"listen": []string{":443"}, "automatic_https": noAutoHTTPS, "routes": routes, "protocols": []string{"h1", "h2"}, "tls_connection_policies": []any{map[string]any{}}},
+			}},
+			"tls": map[string]any{"automation": map[string]any{
+				"policies":  []any{map[string]any{"get_certificate": []any{map[string]any{"via": "kamal"}}}},
+				"on_demand": map[string]any{"permission": map[string]any{"module": "kamal"}},
+			}},
+		},
 	}
 	b, _ := json.Marshal(cfg)
 	return b
@@ -107,7 +121,7 @@ func (s Settings) CreateOptions() (client.ContainerCreateOptions, error) {
 	cfg := &container.Config{
 		Image:      s.Image,
 		Entrypoint: []string{caddyBinary},
-		Cmd:        []string{"run", "--resume", "--config", configFile},
+		Cmd:        []string{"run", "--config", configFile},
 		Env: []string{
 			"XDG_CONFIG_HOME=/config", "XDG_DATA_HOME=/data",
 			"CADDY_ADMIN=unix/" + AdminSocket,
@@ -237,9 +251,9 @@ func createAndStart(ctx context.Context, cli *client.Client, opts client.Contain
 }
 
 // Remove stops and removes the proxy container (and those an unfinished replacement left);
-// its config volume stays, so a later proxy resumes the same routes. Only containers with the
-// proxy's labels are removed: another container of one of these names stays, and is named in
-// the error.
+// its volumes stay, so a later proxy serves the same routes (the route table is in the data
+// volume). Only containers with the proxy's labels are removed: another container of one of
+// these names stays, and is named in the error.
 func Remove(ctx context.Context, cli *client.Client) error {
 	var errs []error
 	for _, name := range []string{ContainerName, AsideName, FailedName} {
@@ -267,7 +281,7 @@ func checkProxy(cfg *container.Config) error {
 func configTar() io.Reader {
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
-	cfg := InitialConfig()
+	cfg := FixedConfig()
 	now := time.Unix(0, 0)
 	_ = tw.WriteHeader(&tar.Header{Name: configDir[1:] + "/", Typeflag: tar.TypeDir, Mode: 0o755, ModTime: now})
 	_ = tw.WriteHeader(&tar.Header{Name: configFile[1:], Mode: 0o644, Size: int64(len(cfg)), ModTime: now})

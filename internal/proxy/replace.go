@@ -3,7 +3,6 @@ package proxy
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -91,44 +90,60 @@ func Observe(ctx context.Context, cli *client.Client) (Observed, error) {
 	return o, nil
 }
 
-// RouteState is what a proxy routes: the ids of its Caddy routes and its route table.
-type RouteState struct {
-	IDs   []string
-	Table map[string]string
-}
+// RouteState is what a proxy routes: every route id with its upstream ("" for none).
+type RouteState map[string]string
 
-// RouteState reads the ids of the app server's routes and the route table.
+// legacyFallbackID is the Caddy route of older proxies that answered 404 for unrouted hosts.
+const legacyFallbackID = "kamal-fallback"
+
+// RouteState reads the routes of the proxy's table; of an older proxy, its Caddy routes of the
+// route module with their upstreams (what a new proxy imports from its volumes).
 func (a *Admin) RouteState(ctx context.Context) (RouteState, error) {
-	rs, err := a.Routes(ctx)
-	if err != nil {
-		return RouteState{}, err
-	}
-	st := RouteState{Table: map[string]string{}}
-	for _, r := range rs {
-		var id struct {
-			ID string `json:"@id"`
+	t, err := a.Routes(ctx)
+	if err == nil {
+		st := RouteState{}
+		for id, r := range t.Routes {
+			st[id] = r.Upstream
 		}
-		_ = json.Unmarshal(r, &id)
-		if id.ID != "" {
-			st.IDs = append(st.IDs, id.ID)
-		}
+		return st, nil
 	}
-	if err := a.do(ctx, "GET", "/kamal/routes", nil, &st.Table); err != nil {
-		return RouteState{}, err
+	if !errors.Is(err, ErrLegacyProxy) {
+		return nil, err
+	}
+	var routes []struct {
+		ID     string `json:"@id"`
+		Handle []struct {
+			Handler string `json:"handler"`
+			Route   string `json:"route"`
+		} `json:"handle"`
+	}
+	if err := a.do(ctx, "GET", "/config/apps/http/servers/"+ServerName+"/routes", nil, &routes); err != nil {
+		return nil, err
+	}
+	upstreams := map[string]string{}
+	if err := a.do(ctx, "GET", "/kamal/routes", nil, &upstreams); err != nil {
+		return nil, err
+	}
+	st := RouteState{}
+	for _, r := range routes {
+		for _, h := range r.Handle {
+			if h.Handler == "kamal_route" && r.ID != legacyFallbackID {
+				st[h.Route] = upstreams[h.Route]
+			}
+		}
 	}
 	return st, nil
 }
 
-// Missing lists the routes of s (by id, and table entries as id=upstream) that after lacks.
+// Missing lists the routes of s that after lacks ("route <id>") or sends elsewhere
+// ("upstream <id>=<upstream>").
 func (s RouteState) Missing(after RouteState) []string {
 	var out []string
-	for _, id := range s.IDs {
-		if !slices.Contains(after.IDs, id) {
+	for id, up := range s {
+		switch got, ok := after[id]; {
+		case !ok:
 			out = append(out, "route "+id)
-		}
-	}
-	for id, up := range s.Table {
-		if after.Table[id] != up {
+		case got != up:
 			out = append(out, "upstream "+id+"="+up)
 		}
 	}
@@ -252,10 +267,10 @@ func Replace(ctx context.Context, cli *client.Client, admin *Admin, s Settings, 
 	if err != nil {
 		return fail("has invalid settings: " + err.Error())
 	}
-	var before *RouteState
+	var before RouteState
 	if cur.Running {
 		if st, err := admin.RouteState(ctx); err == nil {
-			before = &st
+			before = st
 		}
 	}
 	if !cur.Exists {
@@ -298,7 +313,7 @@ func Replace(ctx context.Context, cli *client.Client, admin *Admin, s Settings, 
 	} else {
 		st.done("start")
 		res.NewID = newID
-		reason, exitCode = waitUp(ctx, cli, admin, newID, before, t0.Add(within), within)
+		reason, exitCode = waitUp(ctx, cli, admin, newID, before, false, t0.Add(within), within)
 		st.done("up")
 	}
 	if reason == "" {
@@ -345,7 +360,9 @@ func Replace(ctx context.Context, cli *client.Client, admin *Admin, s Settings, 
 
 // waitUp waits until the new proxy answers with every route of before, and says why not when
 // it exits or the deadline passes first.
-func waitUp(ctx context.Context, cli *client.Client, admin *Admin, id string, before *RouteState, deadline time.Time, within time.Duration) (string, int) {
+// An older proxy (ErrLegacyProxy) counts as up only when legacyOK: when it is the old one being
+// started again.
+func waitUp(ctx context.Context, cli *client.Client, admin *Admin, id string, before RouteState, legacyOK bool, deadline time.Time, within time.Duration) (string, int) {
 	var last error
 	for {
 		ins, err := cli.ContainerInspect(ctx, id, client.ContainerInspectOptions{})
@@ -357,6 +374,9 @@ func waitUp(ctx context.Context, cli *client.Client, admin *Admin, id string, be
 		}
 		actx, cancel := context.WithTimeout(ctx, time.Second)
 		last = admin.Ready(actx)
+		if legacyOK && errors.Is(last, ErrLegacyProxy) {
+			last = nil
+		}
 		if last == nil && before != nil {
 			var after RouteState
 			if after, last = admin.RouteState(actx); last == nil {
@@ -369,8 +389,11 @@ func waitUp(ctx context.Context, cli *client.Client, admin *Admin, id string, be
 		if last == nil {
 			return "", -1
 		}
-		if errors.Is(last, ErrNoRouteModule) {
-			return "lacks the kamal_route module", -1
+		switch {
+		case errors.Is(last, ErrNoRouteModule):
+			return "lacks the route module of kamal-proxy", -1
+		case errors.Is(last, ErrLegacyProxy):
+			return "is an older kamal-proxy without the route table (its image lacks kamal_router)", -1
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
 			return fmt.Sprintf("did not come up within %s: %v", within, last), -1
@@ -406,7 +429,7 @@ func Recover(ctx context.Context, cli *client.Client, admin *Admin, s Settings, 
 		return RecoverNone, nil
 	}
 	if o.Exists && o.Running && o.Hash == s.Hash() {
-		if reason, _ := waitUp(ctx, cli, admin, o.ID, nil, time.Now().Add(within), within); reason == "" {
+		if reason, _ := waitUp(ctx, cli, admin, o.ID, nil, false, time.Now().Add(within), within); reason == "" {
 			if _, err := cli.ContainerRemove(ctx, o.AsideID, client.ContainerRemoveOptions{Force: true}); err != nil && !docker.IsNotFound(err) {
 				return RecoverNone, err
 			}
@@ -441,7 +464,7 @@ func restoreAside(ctx context.Context, cli *client.Client, admin *Admin, asideID
 		return fmt.Errorf("starting the old %s: %w", ContainerName, err)
 	}
 	st.done("start old")
-	if reason, _ := waitUp(ctx, cli, admin, asideID, nil, time.Now().Add(within), within); reason != "" {
+	if reason, _ := waitUp(ctx, cli, admin, asideID, nil, true, time.Now().Add(within), within); reason != "" {
 		return fmt.Errorf("the old %s %s", ContainerName, reason)
 	}
 	st.done("old up")

@@ -9,21 +9,20 @@ import (
 )
 
 func TestRouteStateMissing(t *testing.T) {
-	before := RouteState{IDs: []string{"kamal-a", FallbackRouteID}, Table: map[string]string{"kamal-a": "app-v1:80"}}
+	before := RouteState{"kamal-a": "app-v1:80", "kamal-b": ""}
 	if m := before.Missing(before); len(m) != 0 {
 		t.Errorf("the same state misses %v", m)
 	}
-	more := RouteState{IDs: []string{"kamal-b", "kamal-a", FallbackRouteID}, Table: map[string]string{"kamal-a": "app-v1:80", "kamal-b": "b:80"}}
+	more := RouteState{"kamal-a": "app-v1:80", "kamal-b": "", "ns/c/web": "c:80"}
 	if m := before.Missing(more); len(m) != 0 {
 		t.Errorf("a superset misses %v", m)
 	}
-	fresh := RouteState{IDs: []string{FallbackRouteID}, Table: map[string]string{}}
-	if m, want := before.Missing(fresh), []string{"route kamal-a", "upstream kamal-a=app-v1:80"}; !reflect.DeepEqual(m, want) {
+	if m, want := before.Missing(RouteState{}), []string{"route kamal-a", "route kamal-b"}; !reflect.DeepEqual(m, want) {
 		t.Errorf("missing = %v, want %v", m, want)
 	}
-	moved := RouteState{IDs: before.IDs, Table: map[string]string{"kamal-a": "app-v2:80"}}
-	if m := before.Missing(moved); len(m) != 1 {
-		t.Errorf("a changed upstream: missing = %v", m)
+	moved := RouteState{"kamal-a": "app-v2:80", "kamal-b": ""}
+	if m, want := before.Missing(moved), []string{"upstream kamal-a=app-v1:80"}; !reflect.DeepEqual(m, want) {
+		t.Errorf("a changed upstream: missing = %v, want %v", m, want)
 	}
 }
 

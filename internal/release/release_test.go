@@ -10,6 +10,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	kamalv1 "github.com/kamal-operator/kamal-operator/api/v1alpha1"
+	"github.com/kamal-operator/kamal-operator/internal/proxy"
 )
 
 func TestVersion(t *testing.T) {
@@ -157,22 +158,36 @@ func TestBatchSize(t *testing.T) {
 	}
 }
 
-func TestSameRoute(t *testing.T) {
-	p := &Proxy{Hosts: []string{"a.example.com"}, AppPort: 80, ResponseTimeout: 30 * time.Second, ForwardHeaders: true}
-	route := p.Route("kamal-ns-app-web")
-	// What Caddy's admin API answers: the same JSON, reformatted and reordered.
-	caddyCopy := []byte(`{"terminal":true,"@id":"kamal-ns-app-web","match":[{"host":["a.example.com"]}],"handle":[` +
-		`{"route":"kamal-ns-app-web","handler":"kamal_route"},` +
-		`{"handler":"reverse_proxy","transport":{"response_header_timeout":"30s","protocol":"http"},"trusted_proxies":["0.0.0.0/0","::/0"],"upstreams":[{"dial":"{http.vars.kamal_upstream}"}]}]}`)
-	if !SameRoute(caddyCopy, route) {
-		t.Fatalf("the same route reads as different:\n%s", mustJSON(route))
+func TestRouteIsTheRoleInTheProxysTable(t *testing.T) {
+	p := &Proxy{Hosts: []string{"a.example.com"}, PathPrefixes: []string{"/api/", "/v2"}, StripPathPrefix: true, AppPort: 3000,
+		ResponseTimeout: 45 * time.Second, ForwardHeaders: true, RequestBuffer: 1 << 20, MaxRequestBody: 10 << 20}
+	got := p.Route(p.Upstream("app-web-v1"), RouteOwner("ns", "app"))
+	want := proxy.Route{Hosts: []string{"a.example.com"}, Paths: []string{"/api/", "/v2"}, Upstream: "app-web-v1:3000", StripPathPrefix: true,
+		ForwardHeaders: true, RequestBuffers: 1 << 20, MaxRequestBody: 10 << 20, ResponseTimeout: "45s", Owner: "ns/app"}
+	if !got.Equal(want) {
+		t.Fatalf("route\n%s\nwant\n%s", mustJSON(got), mustJSON(want))
 	}
-	p.Hosts = append(p.Hosts, "b.example.com")
-	if SameRoute(caddyCopy, p.Route("kamal-ns-app-web")) {
-		t.Fatal("a route with another host reads as the same")
+	// Without paths there is nothing to strip, and no timeout is no field: both read the same
+	// as the proxy's copy, so a converged route is not written again.
+	p = &Proxy{StripPathPrefix: true, AppPort: 80}
+	if r := p.Route("", "ns/app"); r.StripPathPrefix || r.ResponseTimeout != "" || r.Paths != nil {
+		t.Fatalf("catch-all route %s", mustJSON(r))
 	}
-	if SameRoute([]byte("not json"), route) {
-		t.Fatal("garbage reads as the same route")
+	if !(proxy.Route{Hosts: []string{}}).Equal(proxy.Route{}) {
+		t.Fatal("an empty host list differs from none")
+	}
+}
+
+func TestRouteIDsAreUnambiguous(t *testing.T) {
+	// The pairs older ids could not tell apart.
+	if RouteID("team-a", "web", "web") == RouteID("team", "a-web", "web") || RouteID("ns", "app", "web-api") == RouteID("ns", "app-web", "api") {
+		t.Fatal("two roles share a route id")
+	}
+	if got := RouteID("team-a", "web", "web"); got != "team-a/web/web" {
+		t.Fatalf("RouteID = %q", got)
+	}
+	if got := LegacyRouteID("team-a", "web", "web"); got != "kamal-team-a-web-web" {
+		t.Fatalf("LegacyRouteID = %q", got)
 	}
 }
 

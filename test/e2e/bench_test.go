@@ -270,10 +270,7 @@ func floorOnHost(ctx context.Context, h *fleet.Host, round int) error {
 		time.Sleep(200 * time.Millisecond)
 	}
 	p := &release.Proxy{Hosts: []string{"floor.test"}, AppPort: 80, ResponseTimeout: 30 * time.Second}
-	if err := h.Proxy.SetUpstream(ctx, "bench-floor", p.Upstream(name)); err != nil {
-		return err
-	}
-	if err := h.Proxy.UpsertRoute(ctx, "bench-floor", p.Route("bench-floor"), true); err != nil {
+	if _, err := h.Proxy.PutRoute(ctx, "bench-floor", p.Route(p.Upstream(name), "bench"), 0, nil); err != nil {
 		return err
 	}
 	if _, err := h.Proxy.InFlight(ctx); err != nil {
@@ -289,7 +286,7 @@ func floorOnHost(ctx context.Context, h *fleet.Host, round int) error {
 	}
 	if round == 2 {
 		_, _ = h.Docker.ContainerRemove(ctx, name, client.ContainerRemoveOptions{Force: true})
-		_ = h.Proxy.DeleteRoute(ctx, "bench-floor")
+		_, _ = h.Proxy.DeleteRoute(ctx, "bench-floor", 0)
 	}
 	return nil
 }

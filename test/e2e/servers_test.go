@@ -97,16 +97,13 @@ func TestProxyRecreatedAndUpgradedKeepsRoutes(t *testing.T) {
 		t.Fatal("no connection for web-1")
 	}
 	ctx := context.Background()
-	// A route as the controller makes it: its upstream lives in the proxy's route table, which
-	// is saved in the data volume, so a recreated or upgraded proxy routes the same.
+	// A route as the controller makes it: it lives in the proxy's route table, which is saved
+	// in the data volume, so a recreated or upgraded proxy routes the same.
 	p := &release.Proxy{Hosts: []string{"app.test"}, AppPort: 80, ResponseTimeout: 30 * time.Second}
-	if err := host.Proxy.SetUpstream(ctx, "e2e-app", p.Upstream("e2e-app")); err != nil {
+	if _, err := host.Proxy.PutRoute(ctx, "e2e-app", p.Route(p.Upstream("e2e-app"), "e2e"), 0, nil); err != nil {
 		t.Fatal(err)
 	}
-	if err := host.Proxy.UpsertRoute(ctx, "e2e-app", p.Route("e2e-app"), true); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = host.Proxy.DeleteRoute(context.Background(), "e2e-app") })
+	t.Cleanup(func() { _, _ = host.Proxy.DeleteRoute(context.Background(), "e2e-app", 0) })
 	servesV1 := answers(h, "app.test", "/version", 200, "v1")
 	framework.Eventually(t, reactWithin, servesV1)
 

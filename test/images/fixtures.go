@@ -90,11 +90,11 @@ func buildSampleApp(ctx context.Context, version string, broken bool, logf func(
 	return out, err
 }
 
-// ProxySourceDir is the Go module of the proxy: Caddy with its standard modules and the
-// kamal_route module (images/kamal-proxy).
+// ProxySourceDir is the Go module of the proxy: Caddy with its standard modules and
+// kamal-operator's module (images/kamal-proxy).
 func ProxySourceDir() string { return filepath.Join(RepoRoot(), "images", "kamal-proxy") }
 
-// BuildProxy builds the proxy (Caddy CaddyVersion with the kamal_route module, from
+// BuildProxy builds the proxy (Caddy CaddyVersion with kamal-operator's module, from
 // images/kamal-proxy) as a static binary cached at BinDir()/kamal-proxy/<source hash>/caddy; a
 // cached binary is returned at once. The first build takes a few minutes on 2 cores.
 func BuildProxy(ctx context.Context) (string, error) { return buildProxy(ctx, nil) }
@@ -116,7 +116,7 @@ func buildProxy(ctx context.Context, logf func(string, ...any)) (string, error) 
 	}
 	env := []string{"CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64", "GOFLAGS=-mod=readonly", "GOWORK=off"}
 	if logf != nil {
-		logf("building the proxy (caddy %s with kamal_route, images/kamal-proxy): Go modules and compile, a few minutes the first time", CaddyVersion)
+		logf("building the proxy (caddy %s with kamal_router, images/kamal-proxy): Go modules and compile, a few minutes the first time", CaddyVersion)
 	}
 	pr := StartProgress(logf, "building the proxy (caddy "+CaddyVersion+")", -1)
 	defer pr.Stop()
@@ -170,11 +170,11 @@ func SampleAppImage(bin []byte) Image {
 	}
 }
 
-// ProxyImage is the FROM-scratch image of the proxy binary (Caddy with the kamal_route module):
-// `caddy run --resume` starts from the last configuration pushed to its admin API (autosaved
-// under /config) and the route table saved under /data; both are volumes, so a restarted
-// container keeps its routes. The controller runs it with the admin API on a unix socket in a
-// host folder (CADDY_ADMIN); the image's default of 0.0.0.0:2019 is never published.
+// ProxyImage is the FROM-scratch image of the proxy binary (Caddy with kamal-operator's module):
+// the controller runs it as `caddy run --config <fixed config>` with the admin API on a unix
+// socket in a host folder; the route table is saved under /data, a volume, so a restarted
+// container keeps its routes. The image's default admin address 0.0.0.0:2019 is never
+// published.
 func ProxyImage(caddy []byte) Image {
 	return Image{
 		Files: []File{
@@ -185,7 +185,7 @@ func ProxyImage(caddy []byte) Image {
 			{Path: "/tmp", Dir: true, Mode: 0o1777},
 		},
 		Entrypoint: []string{"/usr/bin/caddy"},
-		Cmd:        []string{"run", "--resume"},
+		Cmd:        []string{"run"},
 		Env: []string{
 			"XDG_CONFIG_HOME=/config",
 			"XDG_DATA_HOME=/data",
@@ -209,8 +209,8 @@ type Result struct {
 }
 
 // EnsureFixtures builds every fixture image (sampleapp:v1, :v2, :v3, :broken,
-// kamal-proxy:caddy-2.11.9, kamal-proxy:broken and postgres:15) and pushes to reg those it does
-// not already hold with the same digest.
+// kamal-proxy:caddy-2.11.9, kamal-proxy:broken, kamal-proxy:legacy and postgres:15) and pushes
+// to reg those it does not already hold with the same digest.
 func EnsureFixtures(ctx context.Context, reg Registry, logf func(string, ...any)) ([]Result, error) {
 	if logf == nil {
 		logf = func(string, ...any) {}
@@ -249,6 +249,16 @@ func EnsureFixtures(ctx context.Context, reg Registry, logf func(string, ...any)
 		}
 		b, err := os.ReadFile(p)
 		return BrokenProxyImage(b), err
+	}})
+	jobs = append(jobs, job{ProxyRepo, LegacyProxyTag, func(ctx context.Context) (Image, error) {
+		p, err := BuildLegacyProxy(ctx)
+		if err != nil {
+			return Image{}, err
+		}
+		b, err := os.ReadFile(p)
+		img := ProxyImage(b)
+		img.Labels = map[string]string{"org.opencontainers.image.title": "kamal-operator proxy of the release before the route table (test fixture)"}
+		return img, err
 	}})
 	jobs = append(jobs, job{PostgresRepo, PostgresTag, func(ctx context.Context) (Image, error) {
 		r, err := EnsurePostgresRootfs(ctx, logf)
