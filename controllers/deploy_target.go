@@ -91,9 +91,12 @@ func planRouteWrite(cur *proxy.Route, legacy bool, want proxy.Route) routeWrite 
 
 // writeRoute brings the target's route to want in one change of the proxy's table, taking it
 // over from its legacy id when the proxy has that. It reports whether it wrote anything.
-// Another route claiming the same host and path is a *proxy.ConflictError naming it and its
-// owner; the route is then left as it is.
-func writeRoute(ctx context.Context, t *target, want proxy.Route) (bool, error) {
+//
+// A Deployment gets here only when it owns every claim it makes by API state (checkClaims):
+// a route of another id that the proxy holds for one of them is a later claimant's, written
+// before it learnt of this one, or a leftover. The owner takes those over in the same change,
+// so every proxy ends up routing the owner, whichever order it saw the two in.
+func writeRoute(ctx context.Context, dp *deployer, t *target, want proxy.Route) (bool, error) {
 	id := release.RouteID(t.role.Namespace, t.role.Deployment, t.role.Name)
 	var err error
 	switch planRouteWrite(t.route, t.legacy, want) {
@@ -107,6 +110,18 @@ func writeRoute(ctx context.Context, t *target, want proxy.Route) (bool, error) 
 			replaces = []string{release.LegacyRouteID(t.role.Namespace, t.role.Deployment, t.role.Name)}
 		}
 		_, err = t.host.Proxy.PutRoute(ctx, id, want, 0, replaces)
+		var ce *proxy.ConflictError
+		if errors.As(err, &ce) {
+			var taken []string
+			for _, c := range ce.Conflicts {
+				replaces = append(replaces, c.ID)
+				taken = append(taken, c.ID)
+			}
+			if _, err = t.host.Proxy.PutRoute(ctx, id, want, 0, replaces); err == nil {
+				dp.event(corev1.EventTypeNormal, "RouteTakenOver", "took host names over on %s from route %s: this Deployment claimed them first",
+					t.server, strings.Join(taken, ", "))
+			}
+		}
 	}
 	return err == nil, err
 }
@@ -115,7 +130,7 @@ func writeRoute(ctx context.Context, t *target, want proxy.Route) (bool, error) 
 // new app port) and the route itself (hosts, paths, timeouts, buffering). The container stays.
 func (dp *deployer) syncRoute(ctx context.Context, t *target) error {
 	p := t.role.Proxy
-	changed, err := writeRoute(ctx, t, p.Route(p.Upstream(t.routed), release.RouteOwner(t.role.Namespace, t.role.Deployment)))
+	changed, err := writeRoute(ctx, dp, t, p.Route(p.Upstream(t.routed), release.RouteOwner(t.role.Namespace, t.role.Deployment)))
 	if err != nil {
 		return fmt.Errorf("updating the route on %s: %w", t.server, err)
 	}
@@ -348,7 +363,7 @@ func (dp *deployer) deploy(ctx context.Context, t *target) error {
 		// One change of the proxy's table: the upstream alone when the route is as the spec
 		// wants it, else the whole route (first deploy, changed settings, a legacy id).
 		want := p.Route(p.Upstream(desired.Name), release.RouteOwner(t.role.Namespace, t.role.Deployment))
-		if _, err := writeRoute(ctx, t, want); err != nil {
+		if _, err := writeRoute(ctx, dp, t, want); err != nil {
 			return fmt.Errorf("switching the route on %s: %w", t.server, err)
 		}
 		dp.event(corev1.EventTypeNormal, "Switched", "%s now serves %s on %s", desired.Name, strings.Join(p.Hosts, ","), t.server)

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"strings"
@@ -80,9 +81,17 @@ func proxyConfig(t testing.TB, h *hosts.Host) string {
 	return hostExec(t, h, "curl", "-sf", "--unix-socket", "/run/kamal-proxy/admin.sock", "http://kamal-proxy/config/")
 }
 
-// routeTable is the route table of h's proxy without the upstreams' in-flight counts.
+// routeTable is the routes of h's proxy's table, without the table's version (which counts the
+// changes that host saw).
 func routeTable(t testing.TB, h *hosts.Host) string {
-	return hostExec(t, h, "curl", "-sf", "--unix-socket", "/run/kamal-proxy/admin.sock", "http://kamal-proxy/kamal/routes")
+	out := hostExec(t, h, "curl", "-sf", "--unix-socket", "/run/kamal-proxy/admin.sock", "http://kamal-proxy/kamal/routes")
+	var tbl struct {
+		Routes json.RawMessage `json:"routes"`
+	}
+	if err := json.Unmarshal([]byte(out), &tbl); err != nil {
+		t.Fatalf("route table of %s: %v: %s", h.Name(), err, out)
+	}
+	return string(tbl.Routes)
 }
 
 // sharedLoad sends requests for hostName to the shared hosts' proxies, half on fresh
