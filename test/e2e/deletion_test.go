@@ -174,23 +174,25 @@ func mustItems(l client.ObjectList) []string {
 	return names
 }
 
-// Deleting a namespace while its app and accessory run leaves nothing of it on the host: no
-// container (with its secret env), no route, no accessory file or folder. Its Server, the
-// Server's key Secret and everything else go at once. Another namespace's Server for the
-// same host keeps the proxy there, so the route table can be asked.
+// Deleting a namespace while its app and accessory run leaves nothing of it on the hosts: no
+// container (with its secret env), no route, no accessory file or folder. The app is a guest on
+// a platform namespace's Server (which keeps the proxy on that host, so the route table can be
+// asked); the accessory runs on the namespace's own Server of another host, whose key Secret
+// goes with everything else at once.
 func TestDeletingANamespaceLeavesNothingOnTheHost(t *testing.T) {
-	h := env.Host(hostMain)
+	h, h2 := env.Host(hostMain), env.Host(hostOther)
 	ctx := context.Background()
 	platform := newNamespace(t)
 	keySecret(t, platform)
 	keeper := serverFor(platform, "shared-web-1", h)
+	keeper.Spec.AllowedNamespaces = &kamalv1.AllowedNamespaces{From: kamalv1.NamespacesFromAll}
 	createServer(t, keeper)
 	waitReady(t, keeper)
 
-	ns, srv := oneServerNS(t, hostMain)
+	ns, srv := oneServerNS(t, hostOther)
 	appSecrets(t, ns)
 	d := appDeployment(ns, "tenant", "v1")
-	d.Spec.Roles = map[string]kamalv1.Role{"web": {Servers: kamalv1.ServerSelector{Names: []string{"web-1"}}}}
+	d.Spec.Roles = map[string]kamalv1.Role{"web": {Servers: kamalv1.ServerSelector{Namespace: platform, Names: []string{"shared-web-1"}}}}
 	d.Spec.Env = []kamalv1.EnvVar{{Name: "TOKEN", ValueFrom: &kamalv1.EnvVarSource{SecretKeyRef: fromSecret("TOKEN")}}}
 	a := workerAccessory(ns, "store")
 	a.Spec.DeletionPolicy = kamalv1.DeletionDelete
@@ -200,11 +202,14 @@ func TestDeletingANamespaceLeavesNothingOnTheHost(t *testing.T) {
 	waitAccessory(t, a, kamalv1.ConditionReady, metav1.ConditionTrue, kamalv1.ReasonReconciled, readyWithin)
 	framework.Eventually(t, reactWithin, answers(h, "tenant.test", "/env?name=TOKEN", 200, deletionSecret))
 	folder := accessory.Folder(ns, "store")
-	hostExec(t, h, "test", "-f", folder+"/files/run/secrets/token")
-	guard := canary(t, h, ns)
-	fillData(t, h, ns, "store", guard)
-	if got := containersOf(t, h, ns); len(got) != 2 {
-		t.Fatalf("containers of %s on the host: %v, want the app's and the accessory's", ns, got)
+	hostExec(t, h2, "test", "-f", folder+"/files/run/secrets/token")
+	guard := canary(t, h2, ns)
+	fillData(t, h2, ns, "store", guard)
+	if got := containersOf(t, h, ns); len(got) != 1 {
+		t.Fatalf("containers of %s on %s: %v, want the app's", ns, h.Name(), got)
+	}
+	if got := containersOf(t, h2, ns); len(got) != 1 {
+		t.Fatalf("containers of %s on %s: %v, want the accessory's", ns, h2.Name(), got)
 	}
 	// The key Secret is held while its Server exists.
 	key := &corev1.Secret{}
@@ -220,21 +225,23 @@ func TestDeletingANamespaceLeavesNothingOnTheHost(t *testing.T) {
 	deleteNamespace(t, ns)
 	t.Logf("namespace %s emptied (every object gone) in %s", ns, time.Since(t0).Round(time.Millisecond))
 
-	if got := containersOf(t, h, ns); len(got) != 0 {
-		t.Errorf("containers of the deleted namespace left on the host: %v", got)
+	for _, host := range []*hosts.Host{h, h2} {
+		if got := containersOf(t, host, ns); len(got) != 0 {
+			t.Errorf("containers of the deleted namespace left on %s: %v", host.Name(), got)
+		}
+		if out := hostExec(t, host, "find", accessory.Root, "-path", "*/"+ns+"/*"); out != "" {
+			t.Errorf("files of the deleted namespace left on %s:\n%s", host.Name(), out)
+		}
+		noRemoverLeft(t, host)
 	}
 	if err := answers(h, "tenant.test", "/", 404, "no app is routed")(); err != nil {
 		t.Errorf("the route is left: %v", err)
 	}
-	if err := absent(h, folder)(); err != nil {
+	if err := absent(h2, folder)(); err != nil {
 		t.Error(err)
 	}
-	if out := hostExec(t, h, "find", accessory.Root, "-path", "*/"+ns+"/*"); out != "" {
-		t.Errorf("files of the deleted namespace left on the host:\n%s", out)
-	}
-	hostExec(t, h, "test", "-f", guard+"/keep")
-	noRemoverLeft(t, h)
-	// The other namespace's Server manages the host still: the proxy stayed, untouched.
+	hostExec(t, h2, "test", "-f", guard+"/keep")
+	// The platform's Server manages the host still: the proxy stayed, untouched.
 	if got := containerID(t, h, proxy.ContainerName); got != proxyID {
 		t.Errorf("the proxy was replaced (%s, was %s)", got, proxyID)
 	}

@@ -27,24 +27,19 @@ type tenants struct {
 	selector kamalv1.ServerSelector
 }
 
-// tenantServers puts host h at the disposal of namespaces. For now each namespace has its own
-// Server web-1 for h (a Server places only its own namespace's objects); with Servers shared
-// across namespaces this becomes one Server in a platform namespace that allows them, and the
-// selector names it.
+// tenantServers puts host h at the disposal of namespaces: one Server web-1 for it in a platform
+// namespace that admits them, which their selection names.
 func tenantServers(t *testing.T, h *hosts.Host, namespaces ...string) tenants {
 	t.Helper()
-	var ts tenants
-	for _, ns := range namespaces {
-		keySecret(t, ns)
-		s := serverFor(ns, "web-1", h)
-		createServer(t, s)
-		ts.servers = append(ts.servers, s)
-	}
-	for _, s := range ts.servers {
-		waitReady(t, s)
-	}
-	ts.selector = kamalv1.ServerSelector{Names: []string{"web-1"}}
-	return ts
+	platform := newNamespace(t)
+	keySecret(t, platform)
+	s := serverFor(platform, "web-1", h)
+	sel := &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{
+		Key: "kubernetes.io/metadata.name", Operator: metav1.LabelSelectorOpIn, Values: namespaces}}}
+	s.Spec.AllowedNamespaces = &kamalv1.AllowedNamespaces{From: kamalv1.NamespacesFromSelector, Selector: sel}
+	createServer(t, s)
+	waitReady(t, s)
+	return tenants{servers: []*kamalv1.Server{s}, selector: kamalv1.ServerSelector{Namespace: platform, Names: []string{"web-1"}}}
 }
 
 // echoAccessory is a small "accessory": the sample app answering /version with version, reached
