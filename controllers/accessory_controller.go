@@ -32,8 +32,8 @@ import (
 	"github.com/kamal-operator/kamal-operator/internal/conditions"
 	"github.com/kamal-operator/kamal-operator/internal/docker"
 	"github.com/kamal-operator/kamal-operator/internal/fleet"
-	"github.com/kamal-operator/kamal-operator/internal/tenancy"
 	"github.com/kamal-operator/kamal-operator/internal/proxy"
+	"github.com/kamal-operator/kamal-operator/internal/tenancy"
 )
 
 // AccessoryFinalizer lets the controller remove an Accessory's containers (and, with
@@ -53,6 +53,8 @@ type AccessoryReconciler struct {
 	Fleet    *fleet.Fleet
 	// Guests is what an Accessory placed on a Server of another namespace may ask.
 	Guests tenancy.GuestPolicy
+	// watched are the namespaces the manager's cache holds (nil: all).
+	watched []string
 	// DefaultProxyImage is the proxy image of Servers that name none: the image whose
 	// kamal-remove-dir removes what an accessory leaves on a host (see removeHostPaths).
 	DefaultProxyImage string
@@ -727,7 +729,7 @@ func (r *AccessoryReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Watches(&corev1.Secret{}, referrers(c, &kamalv1.AccessoryList{}, indexSecrets), builder.OnlyMetadata).
 		Watches(&corev1.ConfigMap{}, referrers(c, &kamalv1.AccessoryList{}, indexConfigMaps), builder.OnlyMetadata).
 		Watches(&kamalv1.Server{}, serverUsers(c, &kamalv1.AccessoryList{})).
-		Watches(&corev1.Namespace{}, namespaceGuests(c, &kamalv1.AccessoryList{}), builder.WithPredicates(predicate.LabelChangedPredicate{})).
+		Watches(&corev1.Namespace{}, namespaceGuests(c, &kamalv1.AccessoryList{}, r.watched), builder.WithPredicates(predicate.LabelChangedPredicate{})).
 		WatchesRawSource(source.Channel(r.wake, &handler.EnqueueRequestForObject{})).
 		WithOptions(controller.Options{MaxConcurrentReconciles: 4}).
 		Named("accessory").

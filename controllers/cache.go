@@ -82,10 +82,12 @@ func ManagerOptions(o ctrl.Options, opts Options) ctrl.Options {
 }
 
 // identityOnly trims the metadata of a Secret or ConfigMap to what the watches and refClient
-// use: namespace, name and resourceVersion. Labels, annotations (kubectl's
+// use: namespace, name, resourceVersion, deletion time and the key Secret hold. Labels, annotations (kubectl's
 // last-applied-configuration annotation holds a whole Secret), UID and managed fields are
 // dropped, and the namespace and type strings shared, so a cluster's unrelated Secrets cost
 // the cache about 400 bytes each (measured: test/envtest/process).
+var keySecretFinalizers = []string{KeySecretFinalizer}
+
 func identityOnly(obj any) (any, error) {
 	m, ok := obj.(*metav1.PartialObjectMetadata)
 	if !ok {
@@ -93,7 +95,13 @@ func identityOnly(obj any) (any, error) {
 	}
 	out := &metav1.PartialObjectMetadata{TypeMeta: m.TypeMeta, ObjectMeta: metav1.ObjectMeta{
 		Namespace: namespaceNames.intern(m.Namespace), Name: m.Name, ResourceVersion: m.ResourceVersion,
+		DeletionTimestamp: m.DeletionTimestamp,
 	}}
+	// The controller's own hold on a key Secret stays visible: KeySecretReconciler lets go of
+	// one that no Server names any more.
+	if slices.Contains(m.Finalizers, KeySecretFinalizer) {
+		out.Finalizers = keySecretFinalizers
+	}
 	switch m.Kind {
 	case secretType.Kind:
 		out.TypeMeta = secretType

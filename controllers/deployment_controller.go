@@ -70,6 +70,8 @@ type DeploymentReconciler struct {
 	Fleet    *fleet.Fleet
 	// Guests is what a Deployment placed on a Server of another namespace may ask.
 	Guests tenancy.GuestPolicy
+	// watched are the namespaces the manager's cache holds (nil: all).
+	watched []string
 
 	privateImages privateImages
 	wake          chan event.GenericEvent
@@ -729,7 +731,7 @@ func (r *DeploymentReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Watches(&corev1.ConfigMap{}, referrers(c, &kamalv1.DeploymentList{}, indexConfigMaps), builder.OnlyMetadata).
 		Watches(&kamalv1.Accessory{}, referrers(c, &kamalv1.DeploymentList{}, indexAccessories)).
 		Watches(&kamalv1.Server{}, serverUsers(c, &kamalv1.DeploymentList{})).
-		Watches(&corev1.Namespace{}, namespaceGuests(c, &kamalv1.DeploymentList{}), builder.WithPredicates(predicate.LabelChangedPredicate{})).
+		Watches(&corev1.Namespace{}, namespaceGuests(c, &kamalv1.DeploymentList{}, r.watched), builder.WithPredicates(predicate.LabelChangedPredicate{})).
 		WatchesRawSource(source.Channel(r.wake, &handler.EnqueueRequestForObject{})).
 		WithOptions(controller.Options{MaxConcurrentReconciles: 4}).
 		Named("deployment").

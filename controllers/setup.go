@@ -60,10 +60,10 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) (*fleet.Fleet, e
 	if err := (&KeySecretReconciler{Client: mgr.GetClient()}).SetupWithManager(mgr); err != nil {
 		return nil, err
 	}
-	if err := (&DeploymentReconciler{Client: c, Recorder: rec, Fleet: hosts, privateImages: images, Guests: opts.Guests}).SetupWithManager(mgr); err != nil {
+	if err := (&DeploymentReconciler{Client: c, Recorder: rec, Fleet: hosts, privateImages: images, Guests: opts.Guests, watched: cachedNamespaces(opts.WatchNamespaces, opts.namespace())}).SetupWithManager(mgr); err != nil {
 		return nil, err
 	}
-	if err := (&AccessoryReconciler{Client: c, Recorder: rec, Fleet: hosts, privateImages: images, Guests: opts.Guests, DefaultProxyImage: opts.DefaultProxyImage,
+	if err := (&AccessoryReconciler{Client: c, Recorder: rec, Fleet: hosts, privateImages: images, Guests: opts.Guests, watched: cachedNamespaces(opts.WatchNamespaces, opts.namespace()), DefaultProxyImage: opts.DefaultProxyImage,
 		APIReader: mgr.GetAPIReader()}).SetupWithManager(mgr); err != nil {
 		return nil, err
 	}

@@ -9,6 +9,7 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -343,8 +344,12 @@ func serverUsers(c client.Client, list client.ObjectList) handler.EventHandler {
 
 // namespaceGuests maps a relabelled Namespace to its objects of list's kind that place on
 // Servers of other namespaces: a Server's allowedNamespaces selector may now match it, or not.
-func namespaceGuests(c client.Client, list client.ObjectList) handler.EventHandler {
+// watched are the namespaces the cache holds (nil: all); the others have no objects to wake.
+func namespaceGuests(c client.Client, list client.ObjectList, watched []string) handler.EventHandler {
 	return handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, obj client.Object) []reconcile.Request {
+		if watched != nil && !slices.Contains(watched, obj.GetName()) {
+			return nil
+		}
 		l := list.DeepCopyObject().(client.ObjectList)
 		if err := c.List(ctx, l, client.InNamespace(obj.GetName()), client.MatchingFields{indexGuestOf: anyGuest}); err != nil {
 			ctrl.LoggerFrom(ctx).Error(err, "listing the guests of a namespace")

@@ -67,6 +67,8 @@ func TestPlacementOnAnotherNamespacesServer(t *testing.T) {
 	guest := func(ns string) *kamalv1.Deployment {
 		d := validDeployment(ns)
 		d.Spec.Roles["web"] = kamalv1.Role{Servers: kamalv1.ServerSelector{Namespace: platform, Names: []string{"web-1"}}}
+		// A guest names its hosts: a catch-all route needs the Server's consent.
+		d.Spec.Proxy = &kamalv1.Proxy{Hosts: []string{ns + ".example.com"}}
 		return d
 	}
 	a, c := guest(teamA), guest(teamC)

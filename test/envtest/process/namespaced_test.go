@@ -94,10 +94,11 @@ func TestNamespacedInstallRunsWithRoleBindingsOnly(t *testing.T) {
 	m := startManager(t, kubeconfig, args...)
 
 	servers := map[string]*kamalv1.Server{}
-	for _, ns := range []string{"team-a", "team-b", "team-c"} {
+	for i, ns := range []string{"team-a", "team-b", "team-c"} {
 		servers[ns] = &kamalv1.Server{
 			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "web-1"},
-			Spec: kamalv1.ServerSpec{Address: "127.0.0.1", Port: 1, SSHKeySecretRef: corev1.LocalObjectReference{Name: "deploy-key"},
+			// One loopback address each: Servers of one address are one host (DuplicateServer).
+			Spec: kamalv1.ServerSpec{Address: fmt.Sprintf("127.0.0.%d", i+1), Port: 1, SSHKeySecretRef: corev1.LocalObjectReference{Name: "deploy-key"},
 				KnownHosts: []string{"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOuHlvosK/zgfTl3qHCDzrACo1uGYFrzR3z8sPm53zg/"}},
 		}
 		if err := c.Create(ctx, servers[ns]); err != nil {
