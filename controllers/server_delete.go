@@ -123,6 +123,11 @@ func (r *ServerReconciler) release(ctx context.Context, srv *kamalv1.Server) (st
 		return "", err
 	}
 	waits, orphans := hostUsers(srv, ours.Items, deployments.Items, accessories.Items)
+	guests, err := r.guestsOnHost(opCtx, srv, host)
+	if err != nil {
+		return "", err
+	}
+	waits = append(waits, guests...)
 	if len(waits) > 0 {
 		return "being deleted: waiting for " + strings.Join(waits, ", ") + " to leave the host", nil
 	}
@@ -315,4 +320,58 @@ func jumpServer() handler.EventHandler {
 		}
 		return []reconcile.Request{{NamespacedName: client.ObjectKey{Namespace: s.Namespace, Name: s.Spec.JumpHost.ServerName}}}
 	})
+}
+
+// guestsOnHost names the Deployments and Accessories of other namespaces that place on srv
+// (spec.allowedNamespaces) and still have containers on its host: they leave it as they do a
+// Server of their own being deleted, and the Server waits for them as for its own.
+func (r *ServerReconciler) guestsOnHost(ctx context.Context, srv *kamalv1.Server, host *fleet.Host) ([]string, error) {
+	users := map[string]bool{}
+	for _, list := range []client.ObjectList{&kamalv1.DeploymentList{}, &kamalv1.AccessoryList{}} {
+		for _, key := range []string{srv.Namespace + "/" + srv.Name, srv.Namespace + "/" + anyGuest} {
+			l := list.DeepCopyObject().(client.ObjectList)
+			if err := r.List(ctx, l, client.MatchingFields{indexGuestOf: key}); err != nil {
+				return nil, err
+			}
+			for _, req := range requestsFor(l) {
+				kind := "Deployment"
+				if _, ok := list.(*kamalv1.AccessoryList); ok {
+					kind = "Accessory"
+				}
+				users[kind+" "+req.Namespace+"/"+req.Name] = true
+			}
+		}
+	}
+	if len(users) == 0 {
+		return nil, nil
+	}
+	all, err := host.Docker.ContainerList(ctx, dockerclient.ContainerListOptions{All: true,
+		Filters: dockerclient.Filters{}.Add("label", kamalv1.LabelManagedBy+"="+kamalv1.ManagerName)})
+	if err != nil {
+		return nil, err
+	}
+	counts := map[string]int{}
+	for _, c := range all.Items {
+		l := c.Labels
+		ns := l[kamalv1.LabelNamespace]
+		var owner string
+		switch {
+		case ns == "" || ns == srv.Namespace:
+			continue
+		case l[kamalv1.LabelDeployment] != "":
+			owner = "Deployment " + ns + "/" + l[kamalv1.LabelDeployment]
+		case l[kamalv1.LabelAccessory] != "":
+			owner = "Accessory " + ns + "/" + l[kamalv1.LabelAccessory]
+		default:
+			continue
+		}
+		if users[owner] {
+			counts[owner]++
+		}
+	}
+	var waits []string
+	for _, owner := range sortedKeys(counts) {
+		waits = append(waits, fmt.Sprintf("%s (guest, %d containers)", owner, counts[owner]))
+	}
+	return waits, nil
 }

@@ -338,4 +338,17 @@ func TestHostConflictKeepsTheFirstClaimant(t *testing.T) {
 	deleteAndWait(t, first)
 	waitDeployed(t, second)
 	framework.Eventually(t, reactWithin, sharedServe("claimed.test", "thief-1"))
+
+	// The platform deletes one of its Servers while guests run there: it goes only once they
+	// have left its host, and they keep serving on the other.
+	h2 := env.Host(hostOther)
+	deleteServer(t, &kamalv1.Server{ObjectMeta: metav1.ObjectMeta{Namespace: p, Name: "web-2"}})
+	for _, ns := range []string{teamA, teamB} {
+		if got := containersOf(t, h2, ns); len(got) != 0 {
+			t.Errorf("guests of namespace %s left on the deleted Server's host: %v", ns, got)
+		}
+	}
+	if err := answers(env.Host(hostMain), "claimed.test", "/version", http.StatusOK, "thief-1")(); err != nil {
+		t.Error(err)
+	}
 }
