@@ -190,8 +190,10 @@ type Proxy struct {
 	// +optional
 	Enabled *bool `json:"enabled,omitempty"`
 
-	// Hosts are the host names routed to the role; none means every request the proxy gets
-	// that no other route claims. A leading "*." matches one subdomain level.
+	// Hosts are the host names routed to the role; none means every request the proxy gets for
+	// a host no route names (where the Server's proxy.catchAllFrom admits the namespace). A
+	// leading "*." matches one subdomain level. A host name (and path) claimed by an earlier
+	// Deployment on a shared Server is not routed (HostConflict).
 	// +optional
 	// +listType=set
 	// +kubebuilder:validation:MaxItems=64
