@@ -45,9 +45,10 @@ func lockNetwork(h *fleet.Host, namespace string) (unlock func()) {
 
 // joinNetwork makes namespace's network on h (when missing) and attaches the proxy to it, and
 // holds the network's lock until unlock: the caller creates its container on the network
-// before it unlocks. The proxy's attachment is best effort here (a host without a proxy, or
-// with someone else's kamal-proxy, runs accessories all the same); a proxied role attaches it
-// again before its route moves.
+// before it unlocks (Docker creates a container on a network that does not exist, and only its
+// start fails). The proxy's attachment is best effort here (a container is made all the same on
+// a host without a proxy, or with someone else's kamal-proxy); a proxied role attaches it again
+// before its route moves.
 func joinNetwork(ctx context.Context, h *fleet.Host, namespace string) (string, func(), error) {
 	unlock := lockNetwork(h, namespace)
 	net, err := docker.EnsureNamespaceNetwork(ctx, h.Docker, namespace)
