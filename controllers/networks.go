@@ -305,7 +305,7 @@ func convergeNetworks(ctx context.Context, h *fleet.Host) (networkReport, error)
 // proof. A proxy without the probe (an older image) is taken at its word that it is attached.
 // The error says which were not reached; they stay on the shared network for now.
 func reachedByProxy(ctx context.Context, h *fleet.Host, cs []hostContainer) ([]hostContainer, error) {
-	table, err := h.Proxy.Upstreams(ctx)
+	table, err := h.Proxy.RouteState(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("reading the proxy's routes: %w", err)
 	}

@@ -128,10 +128,3 @@ func Detach(ctx context.Context, cli *client.Client, net string) error {
 	}
 	return nil
 }
-
-// Upstreams is the proxy's route table: route id → upstream ("container:port").
-func (a *Admin) Upstreams(ctx context.Context) (map[string]string, error) {
-	var table map[string]string
-	err := a.do(ctx, "GET", "/kamal/routes", nil, &table)
-	return table, err
-}

@@ -12,6 +12,7 @@ import (
 	"github.com/moby/moby/client"
 
 	kamalv1 "github.com/kamal-operator/kamal-operator/api/v1alpha1"
+	"github.com/kamal-operator/kamal-operator/internal/docker"
 	"github.com/kamal-operator/kamal-operator/internal/fleet"
 	"github.com/kamal-operator/kamal-operator/internal/proxy"
 	"github.com/kamal-operator/kamal-operator/internal/release"
@@ -125,6 +126,9 @@ func TestOlderProxyIsReplacedKeepingItsRoutes(t *testing.T) {
 		}
 	})
 	oldID := runLegacyProxy(t, h, legacyID, "legacyapp.test", route.Upstream)
+	// The app runs on its namespace's network (made by today's controller); the older proxy
+	// reaches it there, as the network migration would have attached it.
+	hostExec(t, h, "docker", "network", "connect", docker.NamespaceNetwork(ns), proxy.ContainerName)
 	framework.Eventually(t, reactWithin, servesV1)
 
 	t0 := time.Now()
