@@ -247,9 +247,8 @@ func TestAppsComeAndGoWithoutTouchingOthers(t *testing.T) {
 // deploys side by side, answers its own version, and deleting one leaves the other serving.
 func TestCollidingNamesDeploySideBySide(t *testing.T) {
 	p := platform(t)
-	prefix := newNamespace(t) // a fresh unique name; the pair's namespaces derive from it
-	nsDash := namedNamespace(t, prefix+"-a")
-	nsBare := namedNamespace(t, prefix)
+	nsBare := newNamespace(t) // a fresh unique name, t-xxxxx
+	nsDash := namedNamespace(t, nsBare+"-a")
 	other := newNamespace(t)
 
 	type pair struct {
