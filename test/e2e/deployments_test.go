@@ -128,8 +128,8 @@ func allServe(hostName, version string) func() error {
 	}
 }
 
-// load sends requests through every web host's proxy until stopped, at most max requests or
-// for at most limit, and counts failures.
+// load sends requests through hosts' proxies until stopped, at most max requests or for at
+// most limit, and counts failures.
 type load struct {
 	ok, failed atomic.Int64
 	firstErr   atomic.Value
@@ -137,14 +137,31 @@ type load struct {
 	wg         sync.WaitGroup
 }
 
+// loadSpec is what a load asks: GET /version for hostName, from workers round-robin over
+// hosts (test host numbers). want, when set, is the body every answer must have; with
+// freshConns, every other worker opens a new connection per request.
+type loadSpec struct {
+	hosts      []int
+	hostName   string
+	want       string
+	freshConns bool
+}
+
+// startLoad loads every web host with hostName, on kept-alive connections.
 func startLoad(hostName string, workers int, max int64, limit time.Duration) *load {
+	return runLoad(loadSpec{hosts: webHosts, hostName: hostName}, workers, max, limit)
+}
+
+func runLoad(spec loadSpec, workers int, max int64, limit time.Duration) *load {
 	l := &load{stop: make(chan struct{})}
 	deadline := time.Now().Add(limit)
 	for w := 0; w < workers; w++ {
 		l.wg.Add(1)
 		go func() {
 			defer l.wg.Done()
-			c := &http.Client{Timeout: 10 * time.Second}
+			tr := &http.Transport{DisableKeepAlives: spec.freshConns && w%2 == 1}
+			defer tr.CloseIdleConnections()
+			c := &http.Client{Timeout: 10 * time.Second, Transport: tr}
 			for i := w; ; i++ {
 				select {
 				case <-l.stop:
@@ -154,17 +171,17 @@ func startLoad(hostName string, workers int, max int64, limit time.Duration) *lo
 				if l.ok.Load()+l.failed.Load() >= max || time.Now().After(deadline) {
 					return
 				}
-				h := env.Host(webHosts[i%len(webHosts)])
+				h := env.Host(spec.hosts[i%len(spec.hosts)])
 				req, _ := http.NewRequest(http.MethodGet, "http://"+h.Address()+"/version", nil)
-				req.Host = hostName
+				req.Host = spec.hostName
 				resp, err := c.Do(req)
 				if err == nil {
-					_, _ = ioDiscard(resp)
-					if resp.StatusCode == 200 {
+					body, _ := ioDiscard(resp)
+					if resp.StatusCode == 200 && (spec.want == "" || strings.TrimSpace(body) == spec.want) {
 						l.ok.Add(1)
 						continue
 					}
-					err = fmt.Errorf("HTTP %d from %s", resp.StatusCode, h.Address())
+					err = fmt.Errorf("HTTP %d %q from %s", resp.StatusCode, body, h.Address())
 				}
 				l.failed.Add(1)
 				l.firstErr.CompareAndSwap(nil, time.Now().UTC().Format("15:04:05.000")+" "+err.Error())

@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -95,63 +93,6 @@ func routeTable(t testing.TB, h *hosts.Host) string {
 	return string(tbl.Routes)
 }
 
-// sharedLoad sends requests for hostName to the shared hosts' proxies, half on fresh
-// connections, until stopped, at most max or for at most limit.
-type sharedLoad struct {
-	ok, failed atomic.Int64
-	firstErr   atomic.Value
-	stop       chan struct{}
-	wg         sync.WaitGroup
-}
-
-func startSharedLoad(hostName, want string, workers int, max int64, limit time.Duration) *sharedLoad {
-	l := &sharedLoad{stop: make(chan struct{})}
-	deadline := time.Now().Add(limit)
-	for w := 0; w < workers; w++ {
-		l.wg.Add(1)
-		go func() {
-			defer l.wg.Done()
-			tr := &http.Transport{DisableKeepAlives: w%2 == 1}
-			defer tr.CloseIdleConnections()
-			c := &http.Client{Timeout: 10 * time.Second, Transport: tr}
-			for i := w; ; i++ {
-				select {
-				case <-l.stop:
-					return
-				default:
-				}
-				if l.ok.Load()+l.failed.Load() >= max || time.Now().After(deadline) {
-					return
-				}
-				h := env.Host(sharedHosts[i%len(sharedHosts)])
-				req, _ := http.NewRequest(http.MethodGet, "http://"+h.Address()+"/version", nil)
-				req.Host = hostName
-				resp, err := c.Do(req)
-				if err == nil {
-					body, _ := ioDiscard(resp)
-					if resp.StatusCode == 200 && strings.TrimSpace(body) == want {
-						l.ok.Add(1)
-						continue
-					}
-					err = fmt.Errorf("HTTP %d %q from %s", resp.StatusCode, body, h.Address())
-				}
-				l.failed.Add(1)
-				l.firstErr.CompareAndSwap(nil, time.Now().UTC().Format("15:04:05.000")+" "+err.Error())
-			}
-		}()
-	}
-	return l
-}
-
-func (l *sharedLoad) finish() (ok, failed int64, firstErr string) {
-	close(l.stop)
-	l.wg.Wait()
-	if e := l.firstErr.Load(); e != nil {
-		firstErr = e.(string)
-	}
-	return l.ok.Load(), l.failed.Load(), firstErr
-}
-
 func deleteAndWait(t testing.TB, objs ...client.Object) {
 	t.Helper()
 	ctx := context.Background()
@@ -185,7 +126,8 @@ func TestAppsComeAndGoWithoutTouchingOthers(t *testing.T) {
 		before[i] = proxyConfig(t, env.Host(i))
 	}
 
-	load := startSharedLoad("steady.test", "steady-1", 8, 200000, 4*time.Minute)
+	// 8 clients, half of them on a fresh connection per request.
+	load := runLoad(loadSpec{hosts: sharedHosts, hostName: "steady.test", want: "steady-1", freshConns: true}, 8, 200000, 4*time.Minute)
 	var apps []*kamalv1.Deployment
 	for i := 0; i < 10; i++ {
 		ns := teamA
