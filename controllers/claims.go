@@ -51,6 +51,25 @@ func setupClaimIndex(ctx context.Context, mgr ctrl.Manager) error {
 	})
 }
 
+// rivals are the other Deployments that claim one of d's host names, each once.
+func rivals(ctx context.Context, c client.Reader, d *kamalv1.Deployment) ([]*kamalv1.Deployment, error) {
+	seen := map[client.ObjectKey]bool{client.ObjectKeyFromObject(d): true}
+	var out []*kamalv1.Deployment
+	for _, k := range proxyHostKeys(d) {
+		var l kamalv1.DeploymentList
+		if err := c.List(ctx, &l, client.MatchingFields{indexProxyHosts: k}); err != nil {
+			return nil, err
+		}
+		for i := range l.Items {
+			if key := client.ObjectKeyFromObject(&l.Items[i]); !seen[key] {
+				seen[key] = true
+				out = append(out, &l.Items[i])
+			}
+		}
+	}
+	return out, nil
+}
+
 // claimRivals maps a changed Deployment to the other Deployments claiming one of its host
 // names: when the owner of a claim lets go (a new spec, or deletion), the next in line routes.
 func claimRivals(c client.Client) handler.EventHandler {
@@ -59,21 +78,14 @@ func claimRivals(c client.Client) handler.EventHandler {
 		if !ok {
 			return nil
 		}
-		seen := map[client.ObjectKey]bool{client.ObjectKeyFromObject(d): true}
-		var reqs []reconcile.Request
-		for _, k := range proxyHostKeys(d) {
-			var l kamalv1.DeploymentList
-			if err := c.List(ctx, &l, client.MatchingFields{indexProxyHosts: k}); err != nil {
-				ctrl.LoggerFrom(ctx).Error(err, "listing Deployments claiming a host")
-				return nil
-			}
-			for i := range l.Items {
-				key := client.ObjectKeyFromObject(&l.Items[i])
-				if !seen[key] {
-					seen[key] = true
-					reqs = append(reqs, reconcile.Request{NamespacedName: key})
-				}
-			}
+		others, err := rivals(ctx, c, d)
+		if err != nil {
+			ctrl.LoggerFrom(ctx).Error(err, "listing Deployments claiming a host")
+			return nil
+		}
+		reqs := make([]reconcile.Request, 0, len(others))
+		for _, o := range others {
+			reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(o)})
 		}
 		return reqs
 	})
@@ -102,35 +114,29 @@ func claimantOf(d *kamalv1.Deployment, roles map[string]*release.Proxy, placed m
 // names, placed as their specs say. A rival whose placement cannot be resolved claims
 // nothing: it routes nowhere either.
 func (r *DeploymentReconciler) rivalClaimants(ctx context.Context, d *kamalv1.Deployment) ([]release.Claimant, error) {
-	seen := map[client.ObjectKey]bool{client.ObjectKeyFromObject(d): true}
+	others, err := rivals(ctx, r.Client, d)
+	if err != nil {
+		return nil, err
+	}
 	var out []release.Claimant
-	for _, k := range proxyHostKeys(d) {
-		var l kamalv1.DeploymentList
-		if err := r.List(ctx, &l, client.MatchingFields{indexProxyHosts: k}); err != nil {
+	for _, o := range others {
+		if !o.DeletionTimestamp.IsZero() {
+			continue
+		}
+		selectors := map[string]kamalv1.ServerSelector{}
+		proxies := map[string]*release.Proxy{}
+		for name, role := range o.Spec.Roles {
+			selectors[name] = role.Servers
+			proxies[name] = release.EffectiveProxy(&o.Spec, name)
+		}
+		placed, problem, err := placeAll(ctx, r.Client, o.Namespace, selectors)
+		if err != nil {
 			return nil, err
 		}
-		for i := range l.Items {
-			o := &l.Items[i]
-			key := client.ObjectKeyFromObject(o)
-			if seen[key] || !o.DeletionTimestamp.IsZero() {
-				continue
-			}
-			seen[key] = true
-			selectors := map[string]kamalv1.ServerSelector{}
-			proxies := map[string]*release.Proxy{}
-			for name, role := range o.Spec.Roles {
-				selectors[name] = role.Servers
-				proxies[name] = release.EffectiveProxy(&o.Spec, name)
-			}
-			placed, problem, err := placeAll(ctx, r.Client, o.Namespace, selectors)
-			if err != nil {
-				return nil, err
-			}
-			if problem != nil {
-				continue
-			}
-			out = append(out, claimantOf(o, proxies, placed))
+		if problem != nil {
+			continue
 		}
+		out = append(out, claimantOf(o, proxies, placed))
 	}
 	return out, nil
 }
