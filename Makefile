@@ -79,6 +79,10 @@ kube-binaries: ## Build kube-apiserver, kubectl and etcd from their Go modules (
 build: ## Build the manager binary.
 	go build -o bin/manager ./cmd
 
+.PHONY: plugin
+plugin: ## Build the kubectl plugin as bin/kubectl-kamal (put bin/ on PATH for `kubectl kamal`).
+	go build -trimpath -ldflags "-s -w" -o bin/kubectl-kamal ./cmd/kubectl-kamal
+
 .PHONY: run
 run: manifests generate ## Run the controller against the cluster in ~/.kube/config.
 	go run ./cmd

@@ -16,120 +16,16 @@ import (
 
 	kamalv1 "github.com/kamal-operator/kamal-operator/api/v1alpha1"
 	"github.com/kamal-operator/kamal-operator/internal/remote"
+	"github.com/kamal-operator/kamal-operator/internal/servertarget"
 )
 
-// maxJumpDepth bounds chains of jump Servers (and breaks cycles).
-const maxJumpDepth = 4
-
-// signerFrom reads the private key of an ssh-auth Secret; checkRefs has checked its shape.
-func signerFrom(ctx context.Context, c client.Reader, namespace, name string) (ssh.Signer, error) {
-	var s corev1.Secret
-	if err := c.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, &s); err != nil {
-		return nil, err
-	}
-	return ssh.ParsePrivateKey(s.Data[corev1.SSHAuthPrivateKey])
-}
-
-// hostKeyNotRecorded is what a caller that may not trust on first use is told about a
-// TrustOnFirstUse Server whose key is not recorded yet.
-const hostKeyNotRecorded = "host key not recorded yet; waiting for the Server controller"
-
-// targetFor builds how to reach srv: its key, accepted host keys (pinned ones plus the one
-// recorded under TrustOnFirstUse) and its jump host. mayTrust says whether the caller may trust
-// a key on first use: only the Server controller's connect may, and it records the key (see
-// knownHostsStore) before anything runs. For any other caller a TrustOnFirstUse Server without a
-// recorded key is a problem (reason Pending) and nothing is dialled; a jump Server without one
-// is a problem of reason JumpHostNotReady for every caller.
+// targetFor builds how to reach srv (servertarget.For), with its problem as a refProblem.
 func targetFor(ctx context.Context, c client.Reader, srv *kamalv1.Server, mayTrust bool) (*remote.Target, *refProblem, error) {
-	return targetAt(ctx, c, srv, mayTrust, 0)
-}
-
-func targetAt(ctx context.Context, c client.Reader, srv *kamalv1.Server, mayTrust bool, depth int) (*remote.Target, *refProblem, error) {
-	if depth > maxJumpDepth {
-		return nil, &refProblem{Reason: kamalv1.ReasonInvalidSpec, Message: "jump hosts nest too deep (or form a cycle)"}, nil
+	t, problem, err := servertarget.For(ctx, c, srv, mayTrust)
+	if problem != nil {
+		return nil, &refProblem{Reason: problem.Reason, Message: problem.Message}, nil
 	}
-	signer, err := signerFrom(ctx, c, srv.Namespace, srv.Spec.SSHKeySecretRef.Name)
-	if err != nil {
-		if apierrors.IsNotFound(err) {
-			return nil, &refProblem{Reason: kamalv1.ReasonSecretNotFound, Message: fmt.Sprintf("Secret %q (spec.sshKeySecretRef) not found", srv.Spec.SSHKeySecretRef.Name)}, nil
-		}
-		return nil, nil, err
-	}
-	lines := append([]string{}, srv.Spec.KnownHosts...)
-	if srv.Status.TrustedHostKey != "" {
-		lines = append(lines, srv.Status.TrustedHostKey)
-	}
-	keys, err := remote.ParseKnownHosts(lines)
-	if err != nil {
-		return nil, &refProblem{Reason: kamalv1.ReasonInvalidSpec, Message: err.Error()}, nil
-	}
-	firstUse := srv.Spec.HostKeyPolicy == kamalv1.HostKeyTrustOnFirstUse && len(keys) == 0
-	if firstUse && !mayTrust {
-		return nil, &refProblem{Reason: kamalv1.ReasonPending, Message: hostKeyNotRecorded}, nil
-	}
-	t := &remote.Target{
-		Address: srv.Spec.Address, Port: int(srv.Spec.Port), User: srv.Spec.User,
-		Signer: signer, HostKeys: keys,
-		// Only while nothing is recorded: a Target with keys is the same connection for every
-		// caller sharing the pool.
-		TrustOnFirstUse: firstUse,
-	}
-	if t.Port == 0 {
-		t.Port = 22
-	}
-	if t.User == "" {
-		t.User = "root"
-	}
-	if srv.Spec.KeepAliveInterval != nil {
-		t.KeepAlive = srv.Spec.KeepAliveInterval.Duration
-	}
-	t.KeepAliveCountMax = int(srv.Spec.KeepAliveCountMax)
-	j := srv.Spec.JumpHost
-	switch {
-	case j == nil:
-	case j.ServerName != "":
-		var js kamalv1.Server
-		if err := c.Get(ctx, types.NamespacedName{Namespace: srv.Namespace, Name: j.ServerName}, &js); err != nil {
-			if apierrors.IsNotFound(err) {
-				return nil, &refProblem{Reason: kamalv1.ReasonServerNotFound, Message: fmt.Sprintf("jump Server %q not found", j.ServerName)}, nil
-			}
-			return nil, nil, err
-		}
-		// Only the jump Server's own reconcile trusts its key on first use.
-		jt, problem, err := targetAt(ctx, c, &js, false, depth+1)
-		if problem != nil || err != nil {
-			if problem != nil {
-				if problem.Reason == kamalv1.ReasonPending {
-					problem.Reason = kamalv1.ReasonJumpHostNotReady
-				}
-				problem.Message = "jump Server " + j.ServerName + ": " + problem.Message
-			}
-			return nil, problem, err
-		}
-		t.Jump = jt
-	default:
-		jkeys, err := remote.ParseKnownHosts(j.KnownHosts)
-		if err != nil {
-			return nil, &refProblem{Reason: kamalv1.ReasonInvalidSpec, Message: "jumpHost." + err.Error()}, nil
-		}
-		jt := &remote.Target{Address: j.Address, Port: int(j.Port), User: j.User, Signer: signer, HostKeys: jkeys, KeepAlive: t.KeepAlive, KeepAliveCountMax: t.KeepAliveCountMax}
-		if jt.Port == 0 {
-			jt.Port = 22
-		}
-		if jt.User == "" {
-			jt.User = t.User
-		}
-		if j.SSHKeySecretRef != nil {
-			if jt.Signer, err = signerFrom(ctx, c, srv.Namespace, j.SSHKeySecretRef.Name); err != nil {
-				if apierrors.IsNotFound(err) {
-					return nil, &refProblem{Reason: kamalv1.ReasonSecretNotFound, Message: fmt.Sprintf("Secret %q (spec.jumpHost.sshKeySecretRef) not found", j.SSHKeySecretRef.Name)}, nil
-				}
-				return nil, nil, err
-			}
-		}
-		t.Jump = jt
-	}
-	return t, nil, nil
+	return t, nil, err
 }
 
 // KnownHostsConfigMap is the known-hosts store: a ConfigMap in the controller's own namespace

@@ -24,6 +24,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	kamalv1 "github.com/kamal-operator/kamal-operator/api/v1alpha1"
+	"github.com/kamal-operator/kamal-operator/internal/servertarget"
 	"github.com/kamal-operator/kamal-operator/internal/conditions"
 	"github.com/kamal-operator/kamal-operator/internal/placement"
 	"github.com/kamal-operator/kamal-operator/internal/tenancy"
@@ -54,10 +55,7 @@ func serverRef(objNamespace string, srv *kamalv1.Server) string {
 
 // serverKeyOf reads a serverRef back.
 func serverKeyOf(objNamespace, ref string) types.NamespacedName {
-	if ns, name, ok := strings.Cut(ref, "/"); ok {
-		return types.NamespacedName{Namespace: ns, Name: name}
-	}
-	return types.NamespacedName{Namespace: objNamespace, Name: ref}
+	return servertarget.RefKey(objNamespace, ref)
 }
 
 // selectorNamespace is the namespace a selector picks Servers in.

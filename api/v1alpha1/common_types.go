@@ -74,6 +74,15 @@ const (
 	LabelSpecHash   = LabelPrefix + "spec-hash"
 	LabelManagedBy  = "app.kubernetes.io/managed-by"
 	ManagerName     = "kamal-operator"
+
+	// LabelOneOff marks a one-off container that kubectl-kamal started (its value is the kind,
+	// e.g. "exec"). It carries no deployment or accessory label, so the controller never takes
+	// it for a version of anything; the Server controller removes it once it has outlived its
+	// grace period (left behind by a killed plugin).
+	LabelOneOff = LabelPrefix + "one-off"
+	// LabelOneOffFor names what a one-off container was started for: "Deployment/<name>" or
+	// "Accessory/<name>" of its namespace.
+	LabelOneOffFor = LabelPrefix + "one-off-for"
 )
 
 // ServerSelector picks Servers: by name or by label, exactly one, in the object's own namespace
