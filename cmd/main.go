@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"flag"
 	"os"
+	"time"
 
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
@@ -17,6 +18,7 @@ import (
 
 	kamalv1 "github.com/kamal-operator/kamal-operator/api/v1alpha1"
 	"github.com/kamal-operator/kamal-operator/controllers"
+	"github.com/kamal-operator/kamal-operator/internal/oneoff"
 	"github.com/kamal-operator/kamal-operator/internal/tenancy"
 )
 
@@ -37,6 +39,8 @@ func main() {
 		guests                 tenancy.GuestPolicy
 		guestPaths             string
 		watchNamespaces        string
+		oneOffExited           time.Duration
+		oneOffRunning          time.Duration
 	)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", "0", "Address of the metrics endpoint (e.g. :8443 for HTTPS, :8080 for HTTP); 0 turns it off.")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address of the health and readiness probes.")
@@ -53,6 +57,8 @@ func main() {
 	flag.BoolVar(&guests.Devices, tenancy.FlagDevices, false, "Let guests map host devices (options.devices).")
 	flag.BoolVar(&guests.NamedVolumes, tenancy.FlagNamedVolumes, false, "Let guests mount named Docker volumes, which every namespace on a host shares by name.")
 	flag.StringVar(&watchNamespaces, "watch-namespaces", "", "Comma-separated namespaces whose Servers, Deployments and Accessories (and the Secrets and ConfigMaps they name) the controller watches; empty: all. Its own --namespace is always watched.")
+	flag.DurationVar(&oneOffExited, "one-off-exited-grace", oneoff.DefaultExitedGrace, "How long after its creation an exited one-off container of kubectl kamal (exec without --reuse) is left on a host before the controller removes it; the plugin removes its own when it ends.")
+	flag.DurationVar(&oneOffRunning, "one-off-running-grace", oneoff.DefaultRunningGrace, "How long after its creation a still running one-off container of kubectl kamal (an interactive session whose plugin was killed) is left on a host before the controller removes it.")
 	opts := zap.Options{Development: false}
 	opts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -78,7 +84,8 @@ func main() {
 		log.Error(err, "invalid flag")
 		os.Exit(2)
 	}
-	ctrlOpts := controllers.Options{DefaultProxyImage: proxyImage, Namespace: namespace, WatchNamespaces: watch, Guests: guests}
+	ctrlOpts := controllers.Options{DefaultProxyImage: proxyImage, Namespace: namespace, WatchNamespaces: watch, Guests: guests,
+		OneOffExitedGrace: oneOffExited, OneOffRunningGrace: oneOffRunning}
 	mgr, err := ctrl.NewManager(ctrl.GetConfigOrDie(), controllers.ManagerOptions(ctrl.Options{
 		Scheme:                  scheme,
 		Metrics:                 metricsOpts,

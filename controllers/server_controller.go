@@ -55,6 +55,9 @@ type ServerReconciler struct {
 	// KnownHostsNamespace holds the known-hosts store (KnownHostsConfigMap) of the keys trusted
 	// on first use: the controller's own namespace.
 	KnownHostsNamespace string
+	// OneOffExitedGrace and OneOffRunningGrace are how long after their creation exited and
+	// running one-off containers of kubectl kamal are left on a host (oneoff.Default* when 0).
+	OneOffExitedGrace, OneOffRunningGrace time.Duration
 
 	wake chan event.GenericEvent
 }
@@ -76,6 +79,8 @@ type serverScope struct {
 	host *fleet.Host
 	// networksFailed: the host's namespace networks did not converge (an event says why).
 	networksFailed bool
+	// nextOneOff is when the next one-off container on the host expires (zero: none).
+	nextOneOff time.Time
 }
 
 // Reconcile connects to a Server's host and converges its network and proxy.
@@ -120,12 +125,20 @@ func (r *ServerReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 				s.networksFailed = r.reconcileNetworks(ctx, s.srv, s.host)
 				return nil, nil
 			},
+			func(ctx context.Context, s *serverScope) (*ctrl.Result, error) {
+				s.nextOneOff = r.collectOneOffs(ctx, s.srv, s.host) // oneoff.go
+				return nil, nil
+			},
 			func(_ context.Context, s *serverScope) (*ctrl.Result, error) {
 				conditions.MarkReady(&s.srv.Status.Conditions, s.srv.Generation, kamalv1.ReasonReconciled, "connected, Docker and proxy ready")
+				after := serverResync
 				if s.networksFailed {
-					return done(ctrl.Result{RequeueAfter: networksRetry})
+					after = networksRetry
 				}
-				return done(ctrl.Result{RequeueAfter: serverResync})
+				if !s.nextOneOff.IsZero() {
+					after = min(after, max(time.Until(s.nextOneOff), time.Second))
+				}
+				return done(ctrl.Result{RequeueAfter: after})
 			},
 		)
 	})
@@ -365,6 +378,10 @@ func (r *ServerReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	}
 	r.Fleet.OnTrouble(wakeKey)
 	r.Fleet.OnEvent(func(e fleet.Event) {
+		if isOneOffEvent(e) && e.Message.Action == "die" {
+			wakeKey(e.Key) // to collect it when its grace is up
+			return
+		}
 		if e.Message.Actor.Attributes["name"] != proxy.ContainerName {
 			return
 		}

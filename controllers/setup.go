@@ -5,6 +5,7 @@ package controllers
 
 import (
 	"context"
+	"time"
 
 	ctrl "sigs.k8s.io/controller-runtime"
 
@@ -33,6 +34,10 @@ type Options struct {
 	// WatchNamespaces limits the manager's cache, and so the objects reconciled, to these
 	// namespaces and Namespace (see ManagerOptions); empty for all.
 	WatchNamespaces []string
+	// OneOffExitedGrace and OneOffRunningGrace are how long after their creation one-off
+	// containers of kubectl kamal (exec without --reuse) are left on a host once exited, and
+	// while running, before the controller removes them (oneoff.Default* when 0).
+	OneOffExitedGrace, OneOffRunningGrace time.Duration
 }
 
 func (o Options) namespace() string {
@@ -54,7 +59,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) (*fleet.Fleet, e
 	c := newRefClient(mgr.GetClient(), mgr.GetCache(), mgr.GetAPIReader())
 	images := privateImages{c: c, fresh: mgr.GetAPIReader(), namespace: opts.namespace()}
 	if err := (&ServerReconciler{Client: c, APIReader: mgr.GetAPIReader(), Recorder: rec, Fleet: hosts, DefaultProxyImage: opts.DefaultProxyImage,
-		KnownHostsNamespace: opts.namespace()}).SetupWithManager(mgr); err != nil {
+		KnownHostsNamespace: opts.namespace(), OneOffExitedGrace: opts.OneOffExitedGrace, OneOffRunningGrace: opts.OneOffRunningGrace}).SetupWithManager(mgr); err != nil {
 		return nil, err
 	}
 	if err := (&KeySecretReconciler{Client: mgr.GetClient()}).SetupWithManager(mgr); err != nil {

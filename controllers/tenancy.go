@@ -24,9 +24,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	kamalv1 "github.com/kamal-operator/kamal-operator/api/v1alpha1"
-	"github.com/kamal-operator/kamal-operator/internal/servertarget"
 	"github.com/kamal-operator/kamal-operator/internal/conditions"
 	"github.com/kamal-operator/kamal-operator/internal/placement"
+	"github.com/kamal-operator/kamal-operator/internal/servertarget"
 	"github.com/kamal-operator/kamal-operator/internal/tenancy"
 )
 

@@ -35,6 +35,15 @@ const (
 	hostNoStream = 5
 )
 
+// oneOffGrace is how long exited one-off containers of kubectl kamal stay on the test hosts:
+// short, so the controller's collection of those a killed plugin left is seen within a test.
+const oneOffGrace = 10 * time.Second
+
+// managerOptions are the controller's options in this suite, with proxyImage as the default proxy.
+func managerOptions(proxyImage string) controllers.Options {
+	return controllers.Options{DefaultProxyImage: proxyImage, OneOffExitedGrace: oneOffGrace}
+}
+
 func TestMain(m *testing.M) {
 	if os.Getenv("KAMAL_E2E") == "" {
 		fmt.Println("e2e: set KAMAL_E2E=1 (as root) to run the end-to-end suite; `make e2e` does")
@@ -80,7 +89,7 @@ func run(m *testing.M) int {
 	fmt.Printf("e2e: control plane up in %s; %d hosts, registry and images in %s\n",
 		start["control plane"].Round(time.Millisecond), len(env.Hosts), start["hosts"].Round(time.Millisecond))
 
-	mgr, err = framework.StartManager(cp, controllers.Options{DefaultProxyImage: env.ProxyImage()})
+	mgr, err = framework.StartManager(cp, managerOptions(env.ProxyImage()))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1

@@ -13,7 +13,6 @@ import (
 	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
 
 	kamalv1 "github.com/kamal-operator/kamal-operator/api/v1alpha1"
-	"github.com/kamal-operator/kamal-operator/controllers"
 	"github.com/kamal-operator/kamal-operator/internal/proxy"
 	"github.com/kamal-operator/kamal-operator/test/framework"
 	"github.com/kamal-operator/kamal-operator/test/images"
@@ -147,7 +146,7 @@ func restartController(t *testing.T, proxyImage string) {
 	t.Helper()
 	mgr.Stop()
 	var err error
-	if mgr, err = framework.StartManager(cp, controllers.Options{DefaultProxyImage: proxyImage}); err != nil {
+	if mgr, err = framework.StartManager(cp, managerOptions(proxyImage)); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -15,7 +15,6 @@ import (
 	"k8s.io/utils/ptr"
 
 	kamalv1 "github.com/kamal-operator/kamal-operator/api/v1alpha1"
-	"github.com/kamal-operator/kamal-operator/controllers"
 	"github.com/kamal-operator/kamal-operator/test/framework"
 )
 
@@ -61,7 +60,7 @@ func handOverToProcess(t *testing.T) {
 	mgr.Stop()
 	t.Cleanup(func() {
 		var err error
-		if mgr, err = framework.StartManager(cp, controllers.Options{DefaultProxyImage: env.ProxyImage()}); err != nil {
+		if mgr, err = framework.StartManager(cp, managerOptions(env.ProxyImage())); err != nil {
 			t.Fatal(err)
 		}
 	})
