@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"testing"
 	"time"
@@ -34,7 +35,7 @@ func TestControllerCollectsLeftOneOffContainers(t *testing.T) {
 		}
 		args = append(append(args, l...), env.ProxyImage())
 		hostExec(t, h, append(args, cmd...)...)
-		t.Cleanup(func() { _, _ = h.Exec(t.Context(), "docker", "rm", "-f", name) })
+		t.Cleanup(func() { _, _ = h.Exec(context.Background(), "docker", "rm", "-f", name) })
 	}
 	oneOff := labels(kamalv1.LabelOneOff+"=exec", kamalv1.LabelOneOffFor+"=Deployment/web")
 	left, running, deployed := ns+"-exec-left", ns+"-exec-running", ns+"-web-old"
