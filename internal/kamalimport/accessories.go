@@ -103,12 +103,7 @@ func (im *importer) accessory(kamalName string, v any, cfg map[string]any) *Obje
 			opts, vols, labels := im.options(kp, val)
 			a.Options = opts
 			a.Volumes = append(a.Volumes, vols...)
-			for lk, lv := range labels {
-				if a.Labels == nil {
-					a.Labels = map[string]string{}
-				}
-				a.Labels[lk] = lv
-			}
+			a.Labels = withLabels(a.Labels, labels)
 		case "volumes":
 			a.Volumes = append(a.Volumes, strs(val)...)
 		case "directories":

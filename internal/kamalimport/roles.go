@@ -99,12 +99,7 @@ func (im *importer) addRole(spec *kamalv1.DeploymentSpec, kamalName, path string
 			if len(vols) > 0 {
 				im.warn(kp+".volume", "not mapped: volumes are the Deployment's for every role (spec.volumes)")
 			}
-			for lk, lv := range labels {
-				if role.Labels == nil {
-					role.Labels = map[string]string{}
-				}
-				role.Labels[lk] = lv
-			}
+			role.Labels = withLabels(role.Labels, labels)
 		case "logging":
 			role.Logging = im.logging(kp, v)
 		case "proxy":

@@ -4,8 +4,9 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"maps"
 	"regexp"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -47,13 +48,17 @@ func strs(v any) []string {
 	}
 }
 
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
+func sortedKeys[V any](m map[string]V) []string { return slices.Sorted(maps.Keys(m)) }
+
+// withLabels adds labels to dst, making it when needed.
+func withLabels(dst, labels map[string]string) map[string]string {
+	for k, v := range labels {
+		if dst == nil {
+			dst = map[string]string{}
+		}
+		dst[k] = v
 	}
-	sort.Strings(keys)
-	return keys
+	return dst
 }
 
 // seconds is Kamal's number of seconds as a duration.
