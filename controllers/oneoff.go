@@ -6,6 +6,7 @@ import (
 
 	dockerclient "github.com/moby/moby/client"
 	corev1 "k8s.io/api/core/v1"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	kamalv1 "github.com/kamal-operator/kamal-operator/api/v1alpha1"
 	"github.com/kamal-operator/kamal-operator/internal/docker"
@@ -26,6 +27,9 @@ func (r *ServerReconciler) collectOneOffs(ctx context.Context, srv *kamalv1.Serv
 	}
 	exited, running := r.oneOffGrace()
 	ids, next := oneoff.Expired(res.Items, time.Now(), exited, running)
+	if len(res.Items) > 0 {
+		logf.FromContext(ctx).V(1).Info("one-off containers on the host", "found", len(res.Items), "expired", len(ids), "nextExpiry", next)
+	}
 	removed := 0
 	for _, id := range ids {
 		_, err := host.Docker.ContainerRemove(opCtx, id, dockerclient.ContainerRemoveOptions{Force: true})

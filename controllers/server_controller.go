@@ -378,8 +378,10 @@ func (r *ServerReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	}
 	r.Fleet.OnTrouble(wakeKey)
 	r.Fleet.OnEvent(func(e fleet.Event) {
-		if isOneOffEvent(e) && e.Message.Action == "die" {
-			wakeKey(e.Key) // to collect it when its grace is up
+		if isOneOffEvent(e) {
+			if e.Message.Action == "start" || e.Message.Action == "die" {
+				wakeKey(e.Key) // to collect it when its grace is up
+			}
 			return
 		}
 		if e.Message.Actor.Attributes["name"] != proxy.ContainerName {
