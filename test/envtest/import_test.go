@@ -9,8 +9,9 @@ import (
 	"testing"
 )
 
-// TestImportOutputIsAccepted runs the built plugin's import on the test configs and applies
-// what it prints with a server-side dry run: the CRD schemas and CEL rules accept every object.
+// TestImportOutputIsAccepted runs the built plugin's import on the test configs, as `kubectl
+// kamal import` (kubectl finds kubectl-kamal on PATH), and applies what it prints with a
+// server-side dry run: the CRD schemas and CEL rules accept every object.
 func TestImportOutputIsAccepted(t *testing.T) {
 	bin := filepath.Join(t.TempDir(), "kubectl-kamal")
 	build := exec.Command("go", "build", "-o", bin, "./cmd/kubectl-kamal")
@@ -26,10 +27,10 @@ func TestImportOutputIsAccepted(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			ns := newNamespace(t)
-			imp := exec.Command(bin, append([]string{"import", "--kubeconfig", kubeconfig, "-n", ns}, args...)...)
+			imp := exec.Command(kubectlBin, append([]string{"kamal", "import", "--kubeconfig", kubeconfig, "-n", ns}, args...)...)
 			var stdout, stderr bytes.Buffer
 			imp.Stdout, imp.Stderr = &stdout, &stderr
-			imp.Env = append(os.Environ(), "NO_COLOR=1")
+			imp.Env = append(os.Environ(), "NO_COLOR=1", "PATH="+filepath.Dir(bin)+string(os.PathListSeparator)+os.Getenv("PATH"))
 			if err := imp.Run(); err != nil {
 				t.Fatalf("import: %v\n%s", err, stderr.String())
 			}
