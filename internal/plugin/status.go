@@ -139,12 +139,24 @@ func (s *statusReader) follow(ctx context.Context, out io.Writer) error {
 	if w.Accessory != nil {
 		list = &kamalv1.AccessoryList{}
 	}
-	go watchChanges(ctx, func(ctx context.Context) (watch.Interface, error) {
-		return s.c.Watch(ctx, list, client.InNamespace(s.ns), client.MatchingFields{"metadata.name": obj.GetName()})
-	}, notify)
-	go watchChanges(ctx, func(ctx context.Context) (watch.Interface, error) {
-		return s.c.Watch(ctx, &corev1.EventList{}, client.InNamespace(s.ns), client.MatchingFields{"involvedObject.uid": string(obj.GetUID())})
-	}, notify)
+	// The watches open before the reading drawn first, so no change falls between them.
+	for _, start := range []func(context.Context) (watch.Interface, error){
+		func(ctx context.Context) (watch.Interface, error) {
+			return s.c.Watch(ctx, list, client.InNamespace(s.ns), client.MatchingFields{"metadata.name": obj.GetName()})
+		},
+		func(ctx context.Context) (watch.Interface, error) {
+			return s.c.Watch(ctx, &corev1.EventList{}, client.InNamespace(s.ns), client.MatchingFields{"involvedObject.uid": string(obj.GetUID())})
+		},
+	} {
+		first, err := start(ctx)
+		if err != nil {
+			return err
+		}
+		go watchChanges(ctx, first, start, notify)
+	}
+	if w, events, err = s.reread(ctx, w); err != nil {
+		return err
+	}
 
 	terminal := isTerminal(out)
 	var last string
@@ -187,21 +199,24 @@ func (s *statusReader) follow(ctx context.Context, out io.Writer) error {
 	}
 }
 
-// watchChanges calls notify on every event of the watches start opens, opening a new one
-// when the server ends it, until ctx ends.
-func watchChanges(ctx context.Context, start func(context.Context) (watch.Interface, error), notify func()) {
-	for ctx.Err() == nil {
-		w, err := start(ctx)
-		if err == nil {
+// watchChanges calls notify on every event of w, then of the watches start opens when the
+// server ends the last one, until ctx ends.
+func watchChanges(ctx context.Context, w watch.Interface, start func(context.Context) (watch.Interface, error), notify func()) {
+	for {
+		if w != nil {
 			for range w.ResultChan() {
 				notify()
 			}
 			w.Stop()
+			// What changed while no watch was open is read again.
+			notify()
 		}
 		select {
 		case <-ctx.Done():
+			return
 		case <-time.After(time.Second):
 		}
+		w, _ = start(ctx)
 	}
 }
 
