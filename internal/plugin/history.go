@@ -25,15 +25,7 @@ can be rolled back to with kubectl kamal rollback DEPLOYMENT VERSION while the h
 		Example: `  kubectl kamal history dokuya`,
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ns, err := o.Namespace()
-			if err != nil {
-				return err
-			}
-			c, err := o.Client()
-			if err != nil {
-				return err
-			}
-			d, err := getDeployment(cmd, c, ns, args[0])
+			_, d, err := getDeployment(cmd, o, args[0])
 			if err != nil {
 				return err
 			}

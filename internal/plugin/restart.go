@@ -26,15 +26,7 @@ whole object, which restarts once more: commit the field to Git to keep it.`,
   kubectl kamal status dokuya -w     # follow the restart`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ns, err := o.Namespace()
-			if err != nil {
-				return err
-			}
-			c, err := o.Client()
-			if err != nil {
-				return err
-			}
-			d, err := getDeployment(cmd, c, ns, args[0])
+			c, d, err := getDeployment(cmd, o, args[0])
 			if err != nil {
 				return err
 			}

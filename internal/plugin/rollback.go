@@ -32,15 +32,7 @@ rollback to Git too.`,
 		Args: cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			ns, err := o.Namespace()
-			if err != nil {
-				return err
-			}
-			c, err := o.Client()
-			if err != nil {
-				return err
-			}
-			d, err := getDeployment(cmd, c, ns, args[0])
+			c, d, err := getDeployment(cmd, o, args[0])
 			if err != nil {
 				return err
 			}
@@ -78,17 +70,26 @@ rollback to Git too.`,
 	}
 }
 
-// getDeployment reads the Deployment arg names (NAME or deployment/NAME); an Accessory has no
-// versions to go back to or roll.
-func getDeployment(cmd *cobra.Command, c client.Reader, ns, arg string) (*kamalv1.Deployment, error) {
+// getDeployment reads the Deployment arg names (NAME or deployment/NAME) in the command's
+// namespace, and returns the client it used; an Accessory has no versions to go back to or
+// roll.
+func getDeployment(cmd *cobra.Command, o *Options, arg string) (client.Client, *kamalv1.Deployment, error) {
+	ns, err := o.Namespace()
+	if err != nil {
+		return nil, nil, err
+	}
+	c, err := o.Client()
+	if err != nil {
+		return nil, nil, err
+	}
 	w, err := getWorkload(cmd.Context(), c, ns, arg)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if w.Deployment == nil {
-		return nil, fmt.Errorf("%s: %s applies to Deployments only", w, cmd.Name())
+		return nil, nil, fmt.Errorf("%s: %s applies to Deployments only", w, cmd.Name())
 	}
-	return w.Deployment, nil
+	return c, w.Deployment, nil
 }
 
 // rollbackImage is the image a rollback of a Deployment whose spec.image is current sets,

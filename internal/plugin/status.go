@@ -337,34 +337,36 @@ func renderStatus(w *workload, events []corev1.Event, now time.Time) string {
 	_ = tw.Flush()
 
 	b.WriteString("\nConditions:\n")
-	if len(conds) == 0 {
-		b.WriteString("  <none>\n")
-	} else {
-		tw = tabwriter.NewWriter(&b, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "  TYPE\tSTATUS\tREASON\tAGE\tMESSAGE")
-		for _, c := range conds {
-			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", c.Type, c.Status, c.Reason, ageAt(c.LastTransitionTime.Time, now), oneLine(c.Message))
-		}
-		_ = tw.Flush()
+	var rows [][]string
+	for _, c := range conds {
+		rows = append(rows, []string{c.Type, string(c.Status), c.Reason, ageAt(c.LastTransitionTime.Time, now), oneLine(c.Message)})
 	}
+	writeTable(&b, []string{"TYPE", "STATUS", "REASON", "AGE", "MESSAGE"}, rows)
 
 	b.WriteString("\nEvents:\n")
-	events = latestEvents(events, statusEvents)
-	if len(events) == 0 {
-		b.WriteString("  <none>\n")
-	} else {
-		tw = tabwriter.NewWriter(&b, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "  AGE\tTYPE\tREASON\tMESSAGE")
-		for _, e := range events {
-			a := ageAt(eventTime(&e), now)
-			if n := eventCount(&e); n > 1 {
-				a += fmt.Sprintf(" (x%d)", n)
-			}
-			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", a, e.Type, e.Reason, oneLine(e.Message))
+	rows = nil
+	for _, e := range latestEvents(events, statusEvents) {
+		a := ageAt(eventTime(&e), now)
+		if n := eventCount(&e); n > 1 {
+			a += fmt.Sprintf(" (x%d)", n)
 		}
-		_ = tw.Flush()
+		rows = append(rows, []string{a, e.Type, e.Reason, oneLine(e.Message)})
 	}
+	writeTable(&b, []string{"AGE", "TYPE", "REASON", "MESSAGE"}, rows)
 	return trimLines(b.String())
+}
+
+// writeTable writes rows under header, indented, in aligned columns; <none> without rows.
+func writeTable(b *strings.Builder, header []string, rows [][]string) {
+	if len(rows) == 0 {
+		b.WriteString("  <none>\n")
+		return
+	}
+	tw := tabwriter.NewWriter(b, 0, 4, 2, ' ', 0)
+	for _, r := range append([][]string{header}, rows...) {
+		fmt.Fprintf(tw, "  %s\n", strings.Join(r, "\t"))
+	}
+	_ = tw.Flush()
 }
 
 // trimLines drops the padding tabwriter leaves after a row's last non-empty cell.

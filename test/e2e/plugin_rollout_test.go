@@ -79,6 +79,7 @@ func TestPluginHistoryRollbackStatusRestart(t *testing.T) {
 	}
 
 	st := kamal(t, ns, "", 30*time.Second, "status", name)
+	t.Logf("status:\n%s", st.Stdout)
 	for _, want := range []string{"✔ Healthy", "# web", "□ web-1", "✔ Running", "v1", "Ready  True"} {
 		if !strings.Contains(st.Stdout, want) {
 			t.Errorf("status lacks %q:\n%s", want, st.Stdout)
