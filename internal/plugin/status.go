@@ -140,21 +140,28 @@ func (s *statusReader) follow(ctx context.Context, out io.Writer) error {
 		list = &kamalv1.AccessoryList{}
 	}
 	// The watches open before the reading drawn first, so no change falls between them.
-	for _, start := range []func(context.Context) (watch.Interface, error){
-		func(ctx context.Context) (watch.Interface, error) {
-			return s.c.Watch(ctx, list, client.InNamespace(s.ns), client.MatchingFields{"metadata.name": obj.GetName()})
-		},
-		func(ctx context.Context) (watch.Interface, error) {
-			return s.c.Watch(ctx, &corev1.EventList{}, client.InNamespace(s.ns), client.MatchingFields{"involvedObject.uid": string(obj.GetUID())})
-		},
-	} {
-		first, err := start(ctx)
-		if err != nil {
-			return err
+	watchObject := func(ctx context.Context) (watch.Interface, error) {
+		return s.c.Watch(ctx, list, client.InNamespace(s.ns), client.MatchingFields{"metadata.name": obj.GetName()})
+	}
+	first, err := watchObject(ctx)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
 		}
-		go watchChanges(ctx, first, start, notify)
+		return err
+	}
+	go watchChanges(ctx, first, watchObject, notify)
+	watchEvents := func(ctx context.Context) (watch.Interface, error) {
+		return s.c.Watch(ctx, &corev1.EventList{}, client.InNamespace(s.ns), client.MatchingFields{"involvedObject.uid": string(obj.GetUID())})
+	}
+	// Events the user may not watch are read again on the object's changes only.
+	if first, err := watchEvents(ctx); err == nil {
+		go watchChanges(ctx, first, watchEvents, notify)
 	}
 	if w, events, err = s.reread(ctx, w); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
 		return err
 	}
 
