@@ -286,7 +286,7 @@ func (dp *deployer) leftHost(ctx context.Context, h *fleet.Host, server string) 
 func (r *DeploymentReconciler) rollout(ctx context.Context, s *deploymentScope) (*ctrl.Result, error) {
 	d := s.d
 	if d.Status.FailedRevision == s.revision {
-		s.halted = "rollout halted: the health check failed for this spec; change the spec (or set the " + kamalv1.AnnotationRestartedAt + " annotation) to retry"
+		s.halted = "rollout halted: the health check failed for this spec; change the spec (or spec.restartedAt, e.g. with kubectl kamal restart) to retry"
 		if c := meta.FindStatusCondition(d.Status.Conditions, kamalv1.ConditionStalled); c != nil && c.Reason == kamalv1.ReasonHealthCheckFailed {
 			s.halted = c.Message
 		}
@@ -581,6 +581,10 @@ func (r *DeploymentReconciler) resolveRoles(ctx context.Context, d *kamalv1.Depl
 			Options: d.Spec.Options, Logging: d.Spec.Logging,
 			Proxy:   release.EffectiveProxy(&d.Spec, name),
 			Restart: d.Annotations[kamalv1.AnnotationRestartedAt],
+		}
+		if t := d.Spec.RestartedAt; t != nil {
+			// UTC: the stored time decodes in the controller's local zone.
+			role.RestartedAt = t.UTC().Format(time.RFC3339)
 		}
 		if spec.Options != nil {
 			role.Options = spec.Options

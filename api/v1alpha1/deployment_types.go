@@ -17,7 +17,8 @@ const (
 )
 
 // AnnotationRestartedAt, set to any new value (kubectl rollout restart style), restarts every
-// container of a Deployment with a rolling deploy of the same version.
+// container of a Deployment with a rolling deploy of the same version. spec.restartedAt does
+// the same as a new generation; the annotation stays for objects and scripts that use it.
 const AnnotationRestartedAt = "kamal.operator.dev/restartedAt"
 
 // DeploymentSpec is the app: Kamal's `service`, its `servers` roles and their settings.
@@ -122,6 +123,14 @@ type DeploymentSpec struct {
 	// Suspend stops reconciling: nothing on the hosts is changed while it is true.
 	// +optional
 	Suspend bool `json:"suspend,omitempty"`
+
+	// RestartedAt, set to a new time, restarts every container of every role with a rolling
+	// deploy of the same version (what `kubectl kamal restart` sets, like kubectl rollout
+	// restart's annotation). Unlike the restartedAt annotation, a change is a new generation,
+	// so observedGeneration and kstatus report the restart until it has completed. Unset, it
+	// changes nothing.
+	// +optional
+	RestartedAt *metav1.Time `json:"restartedAt,omitempty"`
 
 	// DependsOn are Accessories that must be Ready before any role boots.
 	// +optional
@@ -450,8 +459,8 @@ type DeploymentStatus struct {
 	Targets []TargetStatus `json:"targets,omitempty"`
 
 	// FailedRevision identifies the spec (and resolved env) whose rollout failed its health
-	// check; it is not retried until the spec, a referenced Secret or ConfigMap, or the
-	// restartedAt annotation changes.
+	// check; it is not retried until the spec (spec.restartedAt included), a referenced Secret
+	// or ConfigMap, or the restartedAt annotation changes.
 	// +optional
 	FailedRevision string `json:"failedRevision,omitempty"`
 

@@ -517,6 +517,10 @@ func (in *DeploymentSpec) DeepCopyInto(out *DeploymentSpec) {
 		(*in).DeepCopyInto(*out)
 	}
 	in.Rollout.DeepCopyInto(&out.Rollout)
+	if in.RestartedAt != nil {
+		in, out := &in.RestartedAt, &out.RestartedAt
+		*out = (*in).DeepCopy()
+	}
 	if in.DependsOn != nil {
 		in, out := &in.DependsOn, &out.DependsOn
 		*out = make([]v1.LocalObjectReference, len(*in))

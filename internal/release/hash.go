@@ -23,6 +23,8 @@ type hashInputV1 struct {
 	Options    *spechash.Options `json:"Options"`
 	Logging    *spechash.Logging `json:"Logging"`
 	Restart    string            `json:"Restart"`
+	// RestartedAt is spec.restartedAt, only when set.
+	RestartedAt *string `json:"RestartedAt,omitempty"`
 	// New fields go here.
 }
 
@@ -33,8 +35,16 @@ func (r *Role) hashInput() hashInputV1 {
 		Namespace: r.Namespace, Deployment: r.Deployment, Name: r.Name, Image: r.Image,
 		Cmd: r.Cmd, Env: r.Env, Labels: r.Labels, Volumes: r.Volumes,
 		Options: spechash.FromOptions(r.Options), Logging: spechash.FromLogging(r.Logging),
-		Restart: r.Restart,
+		Restart: r.Restart, RestartedAt: omitEmpty(r.RestartedAt),
 	}
+}
+
+// omitEmpty is nil for "": a field added after version 1 is absent from the hash when unset.
+func omitEmpty(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
 }
 
 // Hash identifies everything that shapes the container, keyed with key (the Deployment's

@@ -161,3 +161,30 @@ func TestNewUnsetFieldsKeepTheHash(t *testing.T) {
 		}
 	}
 }
+
+// spec.restartedAt rolls every container when set and changed, and leaves every golden hash
+// as it was while unset.
+func TestRestartedAtChangesTheHashOnlyWhenSet(t *testing.T) {
+	for name, g := range goldenRoles() {
+		r := g.role
+		r.RestartedAt = ""
+		if got := r.Hash(goldenUID); got != g.hash {
+			t.Errorf("%s: without restartedAt, hash %s, want the golden %s", name, got, g.hash)
+		}
+		r.RestartedAt = "2026-03-02T10:00:00Z"
+		first := r.Hash(goldenUID)
+		if first == g.hash {
+			t.Errorf("%s: restartedAt set keeps the hash %s", name, first)
+		}
+		r.RestartedAt = "2026-03-02T10:00:01Z"
+		if again := r.Hash(goldenUID); again == first || again == g.hash {
+			t.Errorf("%s: a new restartedAt gives %s (before: %s, golden: %s)", name, again, first, g.hash)
+		}
+	}
+	// The annotation and the field are apart: the same value in each is not the same spec.
+	a, b := goldenRoles()["minimal"].role, goldenRoles()["minimal"].role
+	a.Restart, b.RestartedAt = "2026-03-02T10:00:00Z", "2026-03-02T10:00:00Z"
+	if a.Hash(goldenUID) == b.Hash(goldenUID) {
+		t.Error("restartedAt annotation and field hash alike")
+	}
+}

@@ -55,6 +55,9 @@ type Role struct {
 	Proxy *Proxy
 	// Restart is the restartedAt annotation: a new value rolls the same version again.
 	Restart string
+	// RestartedAt is spec.restartedAt (RFC 3339, UTC), empty when unset: a new value rolls the
+	// same version again. Unset, it leaves the hash as it was before the field existed.
+	RestartedAt string
 }
 
 // Version of the role's image.
