@@ -51,6 +51,8 @@ API over one SSH connection per host. Reading a Server's key Secret amounts to r
 hosts: these commands are for the team that owns the Servers.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		// Help and usage say "kubectl kamal", as users type it.
+		Annotations: map[string]string{cobra.CommandDisplayNameAnnotation: "kubectl kamal"},
 	}
 	root.SetIn(streams.In)
 	root.SetOut(streams.Out)
