@@ -71,7 +71,7 @@ its lines follow without restarting the command; the old container's end when it
 	f.StringVar(&lo.server, "server", "", "only this Server (as the workload names it)")
 	f.BoolVarP(&lo.follow, "follow", "f", false, "keep following, across deploys, until interrupted")
 	f.StringVar(&lo.since, "since", "", "only lines since a duration ago (10m, 2h) or a time (RFC 3339)")
-	f.IntVarP(&lo.tail, "tail", "n", defaultTail, "the last N lines of each container; -1 for all (default 100 without --since and --grep)")
+	f.IntVar(&lo.tail, "tail", defaultTail, "the last N lines of each container, -1 for all; all by default with --since or --grep")
 	f.StringVar(&lo.grep, "grep", "", "only lines matching this regular expression (Go syntax)")
 	f.BoolVar(&lo.timestamps, "timestamps", false, "show Docker's timestamp of each line")
 	return cmd

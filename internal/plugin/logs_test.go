@@ -1,10 +1,13 @@
 package plugin
 
 import (
+	"bytes"
+	"fmt"
 	"strings"
 	"testing"
 
 	"github.com/moby/moby/api/types/container"
+	"k8s.io/cli-runtime/pkg/genericiooptions"
 
 	"github.com/kamal-operator/kamal-operator/internal/accessory"
 )
@@ -56,6 +59,28 @@ func TestLogContainers(t *testing.T) {
 		}
 		if got := ids(logContainers(tc.cs, true)); got != tc.many {
 			t.Errorf("%s: logContainers(all) = %q, want %q", tc.name, got, tc.many)
+		}
+	}
+}
+
+// The command's flags fit with the kubeconfig flags of the root (no shorthand taken twice),
+// and bad values are refused before anything is read.
+func TestLogsFlags(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{args: []string{"logs", "--help"}, want: "--timestamps"},
+		{args: []string{"logs", "app", "--since", "yesterday"}, want: "--since"},
+		{args: []string{"logs", "app", "--grep", "("}, want: "--grep"},
+	} {
+		var out, errOut bytes.Buffer
+		streams := genericiooptions.IOStreams{In: strings.NewReader(""), Out: &out, ErrOut: &errOut}
+		cmd := NewCommand(streams)
+		cmd.SetArgs(append([]string{"-n", "ns"}, tc.args...))
+		err := cmd.Execute()
+		if got := out.String() + errOut.String() + fmt.Sprint(err); !strings.Contains(got, tc.want) {
+			t.Errorf("%v: got %q, want %q in it", tc.args, got, tc.want)
 		}
 	}
 }
