@@ -233,7 +233,7 @@ func (lo *logsOptions) connect(ctx context.Context, hs *hosts, w *workload, ps [
 		}
 	}
 	for i, err := range failures {
-		fmt.Fprintf(lo.Streams.ErrOut, "Server %s: %s\n", failed[i].Server, explain(err))
+		fmt.Fprintf(lo.Streams.ErrOut, "%s: %s\n", failed[i].Server, explain(err))
 	}
 	if reached == 0 {
 		return nil, fmt.Errorf("none of the %d servers of %s could be reached", len(failures), w)

@@ -209,6 +209,7 @@ func TestPluginLogs(t *testing.T) {
 		mu.Lock()
 		got := out.String()
 		mu.Unlock()
+		t.Logf("logs -f:\n%s", got)
 		for _, s := range []string{"web-1", "web-2"} {
 			v1 := lineIndex(got, s+" web | v1 following on "+s)
 			start := lineIndex(got, s+" web | sampleapp ", "version v2 listening")
@@ -265,6 +266,7 @@ func TestPluginLogs(t *testing.T) {
 		defer os.Remove(kubeconfig)
 		// The later --kubeconfig wins.
 		run := kamal(t, ns, "", time.Minute, "--kubeconfig", kubeconfig, "logs", d.Name)
+		t.Logf("stderr: %s", run.Stderr)
 		if run.Code != 1 {
 			t.Fatalf("exit %d, want 1\nstdout:\n%s\nstderr:\n%s", run.Code, run.Stdout, run.Stderr)
 		}
