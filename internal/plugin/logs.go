@@ -2,6 +2,7 @@ package plugin
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -258,8 +259,8 @@ func (lo *logsOptions) dump(ctx context.Context, w *workload, h *host, p placeme
 // followPlacement follows the logs of the placement's current container, and of every
 // container of the placement that starts afterwards, until ctx ends. It watches the host's
 // Docker events for those starts, over the host's one connection.
-func (lo *logsOptions) followPlacement(ctx context.Context, w *workload, h *host, p placement, out *logmerge.Output, label string, index int, first dockerclient.ContainerLogsOptions) error {
-	ctx, cancel := context.WithCancel(ctx)
+func (lo *logsOptions) followPlacement(parent context.Context, w *workload, h *host, p placement, out *logmerge.Output, label string, index int, first dockerclient.ContainerLogsOptions) error {
+	ctx, cancel := context.WithCancel(parent)
 	defer cancel()
 	go func() {
 		// A lost connection ends this placement, not the others.
@@ -319,11 +320,12 @@ func (lo *logsOptions) followPlacement(ctx context.Context, w *workload, h *host
 		fmt.Fprintf(lo.Streams.ErrOut, "%s: no container of %s yet; waiting for one to start\n", p, w)
 	}
 
-	var streamErr error
+	var backoff time.Duration
+	var retry <-chan time.Time
 	for ctx.Err() == nil {
 		select {
 		case m := <-evs.Messages:
-			watching = time.Unix(0, m.TimeNano)
+			watching, backoff = time.Unix(0, m.TimeNano), 0
 			if m.Action != events.ActionStart || m.Actor.Attributes[accessory.LabelSetup] != "" {
 				continue
 			}
@@ -351,17 +353,22 @@ func (lo *logsOptions) followPlacement(ctx context.Context, w *workload, h *host
 			if ctx.Err() != nil {
 				break
 			}
-			// The engine ended the stream (it restarted); watch again from the last event
-			// seen, or give up when the connection is gone.
 			select {
 			case <-h.Conn.Done():
-				streamErr = fmt.Errorf("connection lost: %w", err)
-				cancel()
+				cancel() // reported below
 				continue
-			case <-ctx.Done():
-				continue
-			case <-time.After(time.Second):
+			default:
 			}
+			// The engine ended the stream (it restarted): watch again, from the last event
+			// seen, after a pause that grows while it keeps failing.
+			if backoff == 0 {
+				fmt.Fprintf(lo.Streams.ErrOut, "%s: docker events: %v; watching again\n", p, err)
+			}
+			backoff = min(max(2*backoff, time.Second), 30*time.Second)
+			evs = dockerclient.EventsResult{}
+			retry = time.After(backoff)
+		case <-retry:
+			retry = nil
 			evs = h.Docker.Events(ctx, dockerclient.EventsListOptions{Filters: startFilters(w, p.Role), Since: logmerge.EngineTime(watching)})
 		case <-ctx.Done():
 		}
@@ -369,7 +376,11 @@ func (lo *logsOptions) followPlacement(ctx context.Context, w *workload, h *host
 	for ; active > 0; active-- {
 		<-done
 	}
-	return streamErr
+	if parent.Err() == nil {
+		// Not interrupted: the connection to the host is gone.
+		return errors.New("connection lost")
+	}
+	return nil
 }
 
 // startFilters select the starts of the workload's containers of role.
