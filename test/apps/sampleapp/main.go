@@ -20,6 +20,8 @@
 //	GET /slow?ms=N   sleeps N ms (at most 10 minutes) then answers "slept N ms"
 //	GET /env?name=X  the value of env var X (404 if unset)
 //	GET /inflight    the number of other requests in flight (to see a slow request has arrived)
+//	GET /log?line=X  prints X as a line of its own on stdout (on stderr with &stream=stderr), for
+//	                 the logs tests; the log package's lines (start, stop) go to stderr
 //	GET /            "sampleapp <version> on <hostname>"
 //
 // Database endpoints, on PostgreSQL at $DATABASE_URL (postgres://user:password@host:5432/db); the
@@ -176,6 +178,15 @@ func handler(inFlight *atomic.Int64) http.Handler {
 	})
 	mux.HandleFunc("GET /inflight", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintln(w, inFlight.Load()-1) // not counting this one
+	})
+	mux.HandleFunc("GET /log", func(w http.ResponseWriter, r *http.Request) {
+		line := strings.ReplaceAll(r.URL.Query().Get("line"), "\n", " ")
+		out := os.Stdout
+		if r.URL.Query().Get("stream") == "stderr" {
+			out = os.Stderr
+		}
+		fmt.Fprintln(out, line)
+		fmt.Fprintln(w, "ok")
 	})
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "sampleapp %s on %s\n", appVersion(), host)
