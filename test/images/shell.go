@@ -7,7 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/kamal-operator/kamal-operator/test/debian"
@@ -27,15 +30,35 @@ const (
 )
 
 // BusyboxApplets are the commands linked to busybox in SampleAppShellImage.
-var BusyboxApplets = []string{"sh", "printenv", "env", "echo", "cat", "ls", "sleep", "id", "hostname"}
+var BusyboxApplets = []string{"sh", "env", "echo", "cat", "ls", "sleep", "id", "hostname"}
+
+// printenvScript is /bin/printenv of SampleAppShellImage: Debian's static busybox has no
+// printenv applet. It prints the value of each NAME set, and exits 1 when one is not.
+const printenvScript = `#!/bin/sh
+[ $# -eq 0 ] && exec env
+rc=0
+for name in "$@"; do
+	case $name in
+	'' | [0-9]* | *[!A-Za-z0-9_]*) rc=1; continue ;;
+	esac
+	if eval "[ \"\${$name+set}\" = set ]"; then
+		eval "printf '%s\\n' \"\$$name\""
+	else
+		rc=1
+	fi
+done
+exit $rc
+`
 
 // SampleAppShellImage is the sample app (bin) with busybox (/bin/busybox and /bin/<applet>
-// links to it). It has no entrypoint and the command "/sampleapp serve", so it runs as the
+// links to it) and a printenv. It has no entrypoint and the command "/sampleapp serve", so it runs as the
 // sample app does while a command given to a container of it (a one-off's) replaces the whole
 // command line rather than becoming the sample app's arguments.
 func SampleAppShellImage(bin, busybox []byte) Image {
 	img := SampleAppImage(bin)
-	img.Files = append(img.Files, File{Path: busyboxPath, Mode: 0o755, Data: busybox})
+	img.Files = append(img.Files,
+		File{Path: busyboxPath, Mode: 0o755, Data: busybox},
+		File{Path: "/bin/printenv", Mode: 0o755, Data: []byte(printenvScript)})
 	for _, a := range BusyboxApplets {
 		img.Files = append(img.Files, File{Path: "/bin/" + a, Link: "busybox"})
 	}
@@ -87,10 +110,28 @@ func EnsureBusybox(ctx context.Context, logf func(string, ...any)) ([]byte, erro
 	if err := isStatic(b); err != nil {
 		return nil, fmt.Errorf("%s: %w", busyboxPath, err)
 	}
+	if err := hasApplets(ctx, busyboxPath); err != nil {
+		return nil, err
+	}
 	if err := os.WriteFile(cached+".tmp", b, 0o755); err != nil {
 		return nil, err
 	}
 	return b, os.Rename(cached+".tmp", cached)
+}
+
+// hasApplets checks that the busybox at path has every one of BusyboxApplets.
+func hasApplets(ctx context.Context, path string) error {
+	out, err := exec.CommandContext(ctx, path, "--list").Output()
+	if err != nil {
+		return fmt.Errorf("%s --list: %w", path, err)
+	}
+	have := strings.Fields(string(out))
+	for _, a := range BusyboxApplets {
+		if !slices.Contains(have, a) {
+			return fmt.Errorf("%s has no applet %s", path, a)
+		}
+	}
+	return nil
 }
 
 // isStatic says b is an x86-64 ELF executable that needs no dynamic loader.

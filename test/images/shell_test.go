@@ -36,7 +36,10 @@ func TestSampleAppShellImage(t *testing.T) {
 	if h := entries["bin/busybox"]; h == nil || h.Typeflag != tar.TypeReg || h.Mode != 0o755 || h.Size != int64(len("#!busybox")) {
 		t.Fatalf("bin/busybox %+v", h)
 	}
-	for _, a := range []string{"sh", "printenv", "echo", "cat", "hostname"} {
+	if h := entries["bin/printenv"]; h == nil || h.Typeflag != tar.TypeReg || h.Mode != 0o755 {
+		t.Fatalf("bin/printenv %+v", h)
+	}
+	for _, a := range []string{"sh", "env", "echo", "cat", "hostname"} {
 		if h := entries["bin/"+a]; h == nil || h.Typeflag != tar.TypeSymlink || h.Linkname != "busybox" || h.Size != 0 {
 			t.Errorf("bin/%s %+v", a, h)
 		}
