@@ -189,14 +189,9 @@ func TestPluginExec(t *testing.T) {
 				return nil
 			})
 		}
-		// busybox's sh asks the terminal where the cursor is (ESC [6n) after its prompt; the
-		// answer is a terminal's.
-		expect("prompt", regexp.MustCompile(`[#$] (\x1b\[6n)?$`))
-		if strings.HasSuffix(out.String(), "\x1b[6n") {
-			if _, err := tty.Write([]byte("\x1b[1;5R")); err != nil {
-				t.Fatal(err)
-			}
-		}
+		// busybox's sh may follow its prompt with control sequences (it asks where the cursor
+		// is, and redraws the line when no answer comes).
+		expect("prompt", regexp.MustCompile(`[#$] (\x1b\[[0-9;]*[A-Za-z])*$`))
 		if _, err := tty.Write([]byte("echo hello-$((6*7))\r")); err != nil {
 			t.Fatal(err)
 		}

@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"compress/gzip"
 	"encoding/json"
-	"io"
 	"slices"
 	"testing"
 )
@@ -21,18 +20,7 @@ func TestSampleAppShellImage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	entries := map[string]*tar.Header{}
-	tr := tar.NewReader(zr)
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		entries[h.Name] = h
-	}
+	entries := tarEntries(t, zr)
 	if h := entries["bin/busybox"]; h == nil || h.Typeflag != tar.TypeReg || h.Mode != 0o755 || h.Size != int64(len("#!busybox")) {
 		t.Fatalf("bin/busybox %+v", h)
 	}
