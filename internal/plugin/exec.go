@@ -518,8 +518,10 @@ func (s *session) copyOutput(att dockerclient.HijackedResponse, hold *heldOutput
 }
 
 // copyInput copies stdin to the attach stream once started is closed (nil: at once; never
-// when the output ends first), and closes the stream's write side at the end of stdin, so a
-// command reading stdin to its end (cat) ends.
+// when the output ends first). At the end of stdin the command's stdin ends too, so a command
+// reading it to its end (cat) ends: the stream's write side is closed, or, with a terminal,
+// Ctrl-D is typed (EOF, as a terminal says it): the engine closes the whole terminal when
+// its input closes, and what the command writes after would be lost.
 func (s *session) copyInput(att dockerclient.HijackedResponse, started, ended <-chan struct{}) {
 	if started != nil {
 		select {
@@ -529,5 +531,9 @@ func (s *session) copyInput(att dockerclient.HijackedResponse, started, ended <-
 		}
 	}
 	_, _ = io.Copy(att.Conn, s.term.in)
+	if s.tty {
+		_, _ = att.Conn.Write([]byte{0x04})
+		return
+	}
 	_ = att.CloseWrite()
 }

@@ -215,6 +215,11 @@ func TestPluginExec(t *testing.T) {
 		if r.Code != 0 || r.Stdout != "1\n" {
 			t.Fatalf("psql: exit %d, stdout %q, stderr %q", r.Code, r.Stdout, r.Stderr)
 		}
+		// The PostgreSQL image has bash: shell runs it, here with stdin that is no terminal.
+		r = kamal(t, ns, "echo shell-$BASH_VERSION\nexit 7\n", time.Minute, "shell", "accessory/db")
+		if r.Code != 7 || !strings.Contains(r.Stdout, "shell-5.") || strings.Contains(r.Stderr, "instead") {
+			t.Fatalf("shell with bash: exit %d, stdout %q, stderr %q", r.Code, r.Stdout, r.Stderr)
+		}
 	})
 
 	// None of it made the controller act on the Deployment: the same container serves, and the
