@@ -322,6 +322,11 @@ func (s *sessionConn) Close() error {
 	_ = s.in.Close()
 	return s.sess.Close()
 }
+
+// CloseWrite ends the command's stdin: dial-stdio passes the half-close on to the engine (an
+// attached command's stdin ends).
+func (s *sessionConn) CloseWrite() error { return s.in.Close() }
+
 func (s *sessionConn) LocalAddr() net.Addr              { return stdioAddr{} }
 func (s *sessionConn) RemoteAddr() net.Addr             { return stdioAddr{} }
 func (s *sessionConn) SetDeadline(time.Time) error      { return nil }

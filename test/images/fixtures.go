@@ -209,8 +209,8 @@ type Result struct {
 }
 
 // EnsureFixtures builds every fixture image (sampleapp:v1, :v2, :v3, :broken,
-// kamal-proxy:caddy-2.11.9, kamal-proxy:broken, kamal-proxy:legacy and postgres:15) and pushes
-// to reg those it does not already hold with the same digest.
+// sampleapp-shell:v1, kamal-proxy:caddy-2.11.9, kamal-proxy:broken, kamal-proxy:legacy and
+// postgres:15) and pushes to reg those it does not already hold with the same digest.
 func EnsureFixtures(ctx context.Context, reg Registry, logf func(string, ...any)) ([]Result, error) {
 	if logf == nil {
 		logf = func(string, ...any) {}
@@ -220,16 +220,29 @@ func EnsureFixtures(ctx context.Context, reg Registry, logf func(string, ...any)
 		build     func(context.Context) (Image, error)
 	}
 	var jobs []job
+	// Each sample app binary is built once: sampleapp-shell reuses v1's.
+	sampleApp := map[string]func() ([]byte, error){}
 	for _, tag := range SampleAppTags {
-		jobs = append(jobs, job{SampleAppRepo, tag, func(ctx context.Context) (Image, error) {
+		sampleApp[tag] = sync.OnceValues(func() ([]byte, error) {
 			p, err := buildSampleApp(ctx, tag, tag == "broken", logf)
 			if err != nil {
-				return Image{}, err
+				return nil, err
 			}
-			b, err := os.ReadFile(p)
+			return os.ReadFile(p)
+		})
+		jobs = append(jobs, job{SampleAppRepo, tag, func(ctx context.Context) (Image, error) {
+			b, err := sampleApp[tag]()
 			return SampleAppImage(b), err
 		}})
 	}
+	jobs = append(jobs, job{SampleAppShellRepo, SampleAppShellTag, func(ctx context.Context) (Image, error) {
+		busybox, err := EnsureBusybox(ctx, logf)
+		if err != nil {
+			return Image{}, err
+		}
+		b, err := sampleApp["v1"]()
+		return SampleAppShellImage(b, busybox), err
+	}})
 	jobs = append(jobs, job{ProxyRepo, ProxyTag, func(ctx context.Context) (Image, error) {
 		start := time.Now()
 		p, err := buildProxy(ctx, logf)

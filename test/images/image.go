@@ -41,6 +41,7 @@ type File struct {
 	Mode int64  // permission bits (and 01000 for sticky); 0 means 0644 for files, 0755 for dirs
 	Dir  bool
 	Data []byte
+	Link string // when set, a symbolic link to Link (Data and Mode unused)
 }
 
 // Healthcheck is the image's HEALTHCHECK (Docker's format: Test is e.g. ["CMD", "/app", "healthcheck"]).
@@ -146,22 +147,27 @@ func (img Image) Build() (*Built, error) {
 			ModTime: epoch,
 			Format:  tar.FormatUSTAR,
 		}
-		if f.Dir {
+		switch {
+		case f.Dir:
 			h.Typeflag = tar.TypeDir
 			h.Name += "/"
 			h.Mode = 0o755
-		} else {
+		case f.Link != "":
+			h.Typeflag = tar.TypeSymlink
+			h.Linkname = f.Link
+			h.Mode = 0o777
+		default:
 			h.Typeflag = tar.TypeReg
 			h.Mode = 0o644
 			h.Size = int64(len(f.Data))
 		}
-		if f.Mode != 0 {
+		if f.Mode != 0 && f.Link == "" {
 			h.Mode = f.Mode
 		}
 		if err := tw.WriteHeader(h); err != nil {
 			return nil, err
 		}
-		if !f.Dir {
+		if h.Typeflag == tar.TypeReg {
 			if _, err := tw.Write(f.Data); err != nil {
 				return nil, err
 			}

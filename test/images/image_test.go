@@ -63,18 +63,7 @@ func TestBuildIsDeterministicAndConsistent(t *testing.T) {
 	if len(cfg.Config.Entrypoint) != 1 || cfg.Config.Entrypoint[0] != "/sampleapp" || cfg.Config.Cmd[0] != "serve" {
 		t.Fatalf("config %s", a.Config)
 	}
-	entries := map[string]*tar.Header{}
-	tr := tar.NewReader(bytes.NewReader(raw))
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		entries[h.Name] = h
-	}
+	entries := tarEntries(t, bytes.NewReader(raw))
 	if h := entries["sampleapp"]; h == nil || h.Mode != 0o755 || h.Size != int64(len("#!binary")) {
 		t.Fatalf("sampleapp entry %+v", h)
 	}
@@ -94,6 +83,23 @@ func TestBuildIsDeterministicAndConsistent(t *testing.T) {
 	if m.SchemaVersion != 2 || m.MediaType != MediaTypeManifest || m.Config.Digest != a.ConfigDigest ||
 		len(m.Layers) != 1 || m.Layers[0].Digest != a.LayerDigest || m.Layers[0].MediaType != MediaTypeLayer {
 		t.Fatalf("manifest %s", a.Manifest)
+	}
+}
+
+// tarEntries are the headers of the tar r, by name.
+func tarEntries(t *testing.T, r io.Reader) map[string]*tar.Header {
+	t.Helper()
+	entries := map[string]*tar.Header{}
+	tr := tar.NewReader(r)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return entries
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		entries[h.Name] = h
 	}
 }
 
