@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -21,29 +23,46 @@ func init() {
 	caddy.RegisterModule(Router{})
 }
 
-// One table per data directory, living as long as the process: the admin API and the router
-// share it, and a config reload keeps it.
+// One instance of the tables per data directory, living as long as the process: the admin API,
+// the router and the certificate manager share it, and a config reload keeps it.
 var (
-	tablesMu sync.Mutex
-	tables   = map[string]*Table{}
+	instancesMu sync.Mutex
+	instances   = map[string]*instance{}
 )
 
-func sharedTable() (*Table, error) {
+// instance is the module's state: routes, certificates and ACME challenge answers.
+type instance struct {
+	routes       *Table
+	certificates *CertTable
+	challenges   *Challenges
+}
+
+func shared() (*instance, error) {
 	dir := caddy.AppDataDir()
-	tablesMu.Lock()
-	defer tablesMu.Unlock()
-	if t := tables[dir]; t != nil {
-		return t, nil
+	instancesMu.Lock()
+	defer instancesMu.Unlock()
+	if in := instances[dir]; in != nil {
+		return in, nil
 	}
 	t, notes, err := OpenTable(dir, caddy.AppConfigDir())
 	if err != nil {
 		return nil, err
 	}
-	for _, n := range notes {
+	certs, certNotes := OpenCertificates(filepath.Join(dir, CertificatesFile))
+	for _, n := range append(notes, certNotes...) {
 		caddy.Log().Named("kamal").Warn(n)
 	}
-	tables[dir] = t
-	return t, nil
+	in := &instance{routes: t, certificates: certs, challenges: NewChallenges()}
+	instances[dir] = in
+	return in, nil
+}
+
+func sharedTable() (*Table, error) {
+	in, err := shared()
+	if err != nil {
+		return nil, err
+	}
+	return in.routes, nil
 }
 
 // VersionHeader carries the table's version on every /kamal/routes answer, errors included; an
@@ -68,6 +87,17 @@ const VersionHeader = "Kamal-Routes-Version"
 //
 // A change that changes nothing (an identical PUT, a DELETE of a missing route) keeps the
 // version. A 412 answers {"error", "version"}.
+//
+// Certificates (ids: ValidCertID) and ACME challenge answers (see certificates.go and
+// challenges.go) have no versions:
+//
+//	GET    /kamal/certificates           {"certificates": {"<id>": info}}: names, serial,
+//	                                     notBefore, notAfter, sha256, shadowed; never a key
+//	GET    /kamal/certificates/<id>      info; 404 when there is none
+//	PUT    /kamal/certificates/<id>      body {"chain": PEM, leaf first, "key": PEM}: info
+//	DELETE /kamal/certificates/<id>      a missing certificate is no error
+//	PUT    /kamal/challenges/<token>     body {"keyAuthorization", "hosts": [names]}
+//	DELETE /kamal/challenges/<token>     a missing answer is no error
 type Admin struct{}
 
 // CaddyModule returns the Caddy module information.
@@ -82,6 +112,9 @@ func (Admin) Routes() []caddy.AdminRoute {
 		{Pattern: "/kamal/routes/", Handler: caddy.AdminHandlerFunc(serveRoutes)},
 		{Pattern: "/kamal/inflight", Handler: caddy.AdminHandlerFunc(serveInFlight)},
 		{Pattern: "/kamal/probe", Handler: caddy.AdminHandlerFunc(serveProbe)},
+		{Pattern: "/kamal/certificates", Handler: caddy.AdminHandlerFunc(serveCertificates)},
+		{Pattern: "/kamal/certificates/", Handler: caddy.AdminHandlerFunc(serveCertificates)},
+		{Pattern: "/kamal/challenges/", Handler: caddy.AdminHandlerFunc(serveChallenges)},
 	}
 }
 
@@ -229,13 +262,104 @@ func serveInFlight(w http.ResponseWriter, r *http.Request) error {
 	return writeJSON(w, t.InFlight())
 }
 
+// CertificatesAnswer is GET /kamal/certificates.
+type CertificatesAnswer struct {
+	Certificates map[string]CertificateInfo `json:"certificates"`
+}
+
+// certificateBody is PUT /kamal/certificates/<id>.
+type certificateBody struct {
+	Chain string `json:"chain"`
+	Key   string `json:"key"`
+}
+
+func serveCertificates(w http.ResponseWriter, r *http.Request) error {
+	in, err := shared()
+	if err != nil {
+		return apiError(http.StatusInternalServerError, "route table: %v", err)
+	}
+	certs := in.certificates
+	id := strings.TrimPrefix(strings.TrimPrefix(r.URL.Path, "/kamal/certificates"), "/")
+	if id == "" {
+		if r.Method != http.MethodGet {
+			return apiError(http.StatusMethodNotAllowed, "method %s not allowed", r.Method)
+		}
+		return writeJSON(w, CertificatesAnswer{Certificates: certs.List()})
+	}
+	if err := ValidCertID(id); err != nil {
+		return apiError(http.StatusBadRequest, "%v", err)
+	}
+	switch r.Method {
+	case http.MethodGet:
+		info, ok := certs.Info(id)
+		if !ok {
+			return apiError(http.StatusNotFound, "no certificate %s", id)
+		}
+		return writeJSON(w, info)
+	case http.MethodPut:
+		var b certificateBody
+		if err := decodeStrict(w, r, &b); err != nil {
+			return err
+		}
+		info, err := certs.Put(id, []byte(b.Chain), []byte(b.Key))
+		if err != nil {
+			return changeError(err, "certificate "+id)
+		}
+		return writeJSON(w, info)
+	case http.MethodDelete:
+		if err := certs.Delete(id); err != nil {
+			return changeError(err, "certificate "+id)
+		}
+		return writeJSON(w, struct{}{})
+	}
+	return apiError(http.StatusMethodNotAllowed, "method %s not allowed", r.Method)
+}
+
+func serveChallenges(w http.ResponseWriter, r *http.Request) error {
+	in, err := shared()
+	if err != nil {
+		return apiError(http.StatusInternalServerError, "route table: %v", err)
+	}
+	token := strings.TrimPrefix(r.URL.Path, "/kamal/challenges/")
+	switch r.Method {
+	case http.MethodPut:
+		var b Challenge
+		if err := decodeStrict(w, r, &b); err != nil {
+			return err
+		}
+		err = in.challenges.Put(token, b)
+	case http.MethodDelete:
+		err = in.challenges.Delete(token)
+	default:
+		return apiError(http.StatusMethodNotAllowed, "method %s not allowed", r.Method)
+	}
+	if err != nil {
+		return changeError(err, "challenge "+token)
+	}
+	return writeJSON(w, struct{}{})
+}
+
+// changeError is the answer to a refused certificate or challenge change.
+func changeError(err error, what string) error {
+	switch {
+	case errors.Is(err, ErrInvalid):
+		return apiError(http.StatusBadRequest, "%v", err)
+	case errors.Is(err, ErrTooManyChallenges):
+		return apiError(http.StatusServiceUnavailable, "%v", err)
+	}
+	return apiError(http.StatusInternalServerError, "saving %s: %v", what, err)
+}
+
 // Router (`kamal_router`) is the one handler of the proxy's fixed config: it finds the
 // request's route in the table, counts it in flight to the route's upstream, applies the route's
 // path stripping and body limit, and hands it to a reverse_proxy handler for the route's
 // settings that dials "{http.vars.kamal_upstream}". No route: 404; a route without upstream: 502.
+// Before that, it answers ACME HTTP-01 challenges it holds (challenges.go) and redirects
+// plain-HTTP requests of RedirectHTTPS routes to https.
 type Router struct {
-	ctx   caddy.Context
-	table *Table
+	ctx        caddy.Context
+	table      *Table
+	challenges *Challenges
 
 	mu      *sync.RWMutex
 	proxies map[settings]caddyhttp.MiddlewareHandler
@@ -249,11 +373,12 @@ func (Router) CaddyModule() caddy.ModuleInfo {
 // Provision loads the route table (before the servers start, so a restarted proxy serves its
 // routes from the first request) and the proxies of the routes it holds.
 func (h *Router) Provision(ctx caddy.Context) error {
-	t, err := sharedTable()
+	in, err := shared()
 	if err != nil {
 		return fmt.Errorf("kamal_router: %w", err)
 	}
-	h.ctx, h.table, h.mu, h.proxies = ctx, t, new(sync.RWMutex), map[settings]caddyhttp.MiddlewareHandler{}
+	t := in.routes
+	h.ctx, h.table, h.challenges, h.mu, h.proxies = ctx, t, in.challenges, new(sync.RWMutex), map[settings]caddyhttp.MiddlewareHandler{}
 	_, routes := t.Snapshot()
 	for _, r := range routes {
 		if _, err := h.proxyFor(r.settings()); err != nil {
@@ -319,6 +444,15 @@ const NoRouteBody = "no app is routed for this host\n"
 
 // ServeHTTP routes the request.
 func (h *Router) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	token, isChallenge := strings.CutPrefix(r.URL.Path, ChallengePathPrefix)
+	if isChallenge && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
+		if keyAuth, ok := h.challenges.Answer(token, r.Host); ok {
+			w.Header().Set("Content-Type", "text/plain")
+			w.WriteHeader(http.StatusOK)
+			_, _ = io.WriteString(w, keyAuth)
+			return nil
+		}
+	}
 	m, done := h.table.Begin(r.Host, r.URL.Path)
 	defer done()
 	route := m.Route
@@ -326,6 +460,10 @@ func (h *Router) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhtt
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.WriteHeader(http.StatusNotFound)
 		_, _ = io.WriteString(w, NoRouteBody)
+		return nil
+	}
+	if route.RedirectHTTPS && r.TLS == nil && !isChallenge {
+		http.Redirect(w, r, httpsURL(r), http.StatusPermanentRedirect)
 		return nil
 	}
 	if route.Upstream == "" {
@@ -346,6 +484,19 @@ func (h *Router) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhtt
 		return requestbody.RequestBody{MaxSize: route.MaxRequestBody}.ServeHTTP(w, r, proxy)
 	}
 	return proxy(w, r)
+}
+
+// httpsURL is r's URL on https, on the default port: the proxy's HTTPS port is 443 wherever
+// redirects are asked for.
+func httpsURL(r *http.Request) string {
+	host := r.Host
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	if strings.Contains(host, ":") {
+		host = "[" + host + "]"
+	}
+	return "https://" + host + r.URL.RequestURI()
 }
 
 var (

@@ -29,6 +29,7 @@ type testProxy struct {
 	admin       *http.Client
 	dataDir     string // Caddy's data directory (<XDG_DATA_HOME>/caddy)
 	configDir   string // Caddy's config directory (<XDG_CONFIG_HOME>/caddy)
+	config      []byte // what Caddy runs
 }
 
 func freeAddr(t *testing.T) string {
@@ -67,6 +68,7 @@ func startProxy(t *testing.T, prepare func(dataDir, configDir string)) *testProx
 	raw = bytes.Replace(raw, []byte(`[":443"]`), []byte(`["`+p.https+`"]`), 1)
 	// Caddy's default storage is fixed when the process starts; the proxy's is its data volume.
 	raw = bytes.Replace(raw, []byte(`{"admin":`), []byte(`{"storage":{"module":"file_system","root":"`+p.dataDir+`"},"admin":`), 1)
+	p.config = raw
 	if err := caddy.Load(raw, true); err != nil {
 		t.Fatal(err)
 	}
@@ -76,6 +78,21 @@ func startProxy(t *testing.T, prepare func(dataDir, configDir string)) *testProx
 		return d.DialContext(ctx, "unix", sock)
 	}}, Timeout: 10 * time.Second}
 	return p
+}
+
+// restart stops Caddy and starts it again on the same directories, with the module's state read
+// from them anew, as a restarted proxy container.
+func (p *testProxy) restart(t *testing.T) {
+	t.Helper()
+	if err := caddy.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	instancesMu.Lock()
+	delete(instances, p.dataDir)
+	instancesMu.Unlock()
+	if err := caddy.Load(p.config, true); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // adminAnswer is an admin API answer.

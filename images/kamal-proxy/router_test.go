@@ -1,16 +1,8 @@
 package kamalproxy
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
 	"fmt"
-	"io"
-	"math/big"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -279,71 +271,6 @@ type readerOnly struct{ r *strings.Reader }
 
 func (r readerOnly) Read(b []byte) (int, error) { return r.r.Read(b) }
 func (readerOnly) Close() error                 { return nil }
-
-// The server on :443 loads with TLS from the module's certificate table: empty, a handshake
-// fails (and no issuer is asked); a certificate in the table is served.
-func TestTLSComesFromTheCertificateTable(t *testing.T) {
-	up := backend(t, "app", nil)
-	p := startProxy(t, nil)
-	p.put(t, "ns/app/web", Route{Hosts: []string{"app.test"}, Upstream: up})
-	dialer := &tlsDialer{addr: p.https}
-	start := time.Now()
-	if _, err := dialer.get("app.test", nil); err == nil {
-		t.Fatal("a TLS handshake succeeded with an empty certificate table")
-	} else if d := time.Since(start); d > 2*time.Second {
-		t.Fatalf("the refused handshake took %s (an issuer asked?): %v", d, err)
-	}
-
-	cert, pool := selfSigned(t, "*.app.test", "app.test")
-	certificates.mu.Lock()
-	certificates.byName["app.test"] = cert
-	certificates.mu.Unlock()
-	t.Cleanup(func() {
-		certificates.mu.Lock()
-		delete(certificates.byName, "app.test")
-		certificates.mu.Unlock()
-	})
-	if got, err := dialer.get("app.test", pool); err != nil || got != "app /" {
-		t.Fatalf("HTTPS with a certificate in the table: %q %v", got, err)
-	}
-	if _, err := dialer.get("other.test", nil); err == nil {
-		t.Fatal("a name without certificate got one")
-	}
-}
-
-type tlsDialer struct{ addr string }
-
-func (d *tlsDialer) get(name string, roots *x509.CertPool) (string, error) {
-	c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{ServerName: name, RootCAs: roots}}}
-	req, _ := http.NewRequest(http.MethodGet, "https://"+d.addr+"/", nil)
-	req.Host = name
-	resp, err := c.Do(req)
-	if err != nil {
-		return "", err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	return string(b), err
-}
-
-func selfSigned(t *testing.T, names ...string) (*tls.Certificate, *x509.CertPool) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: names[0]}, DNSNames: names,
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true,
-		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf, _ := x509.ParseCertificate(der)
-	pool := x509.NewCertPool()
-	pool.AddCert(leaf)
-	return &tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, pool
-}
 
 // A proxy replacing an older one serves the older one's routes from its first request: the
 // routes of Caddy's autosave, with the upstreams of the older table (here pointed at local

@@ -21,6 +21,13 @@
 // The table is saved to <data dir>/kamal-routes-v2.json on every change (a new file renamed over
 // the old) and read before the servers start, so a restarted proxy routes as before. A proxy that
 // finds no such file imports the routes of the older per-route Caddy config (see migrate.go).
+//
+// HTTPS follows the same rule. Certificates are a table of this module as well (certificates.go,
+// /kamal/certificates), served at handshake time through Caddy's get_certificate hook (tls.go)
+// and saved to <data dir>/kamal-certificates.json (mode 0600), so installing or renewing one is
+// no config change either. ACME HTTP-01 challenge answers (challenges.go, /kamal/challenges) are
+// answered by the router before any route; a route with RedirectHTTPS sends plain-HTTP requests
+// to https with 308. The ACME client is the controller's: the proxy never asks a CA.
 package kamalproxy
 
 import (
@@ -75,6 +82,10 @@ type Route struct {
 	ResponseBuffers int64 `json:"responseBuffers,omitempty"`
 	// ResponseTimeout bounds the wait for the upstream's response headers, e.g. "30s".
 	ResponseTimeout string `json:"responseTimeout,omitempty"`
+	// RedirectHTTPS answers a plain-HTTP request 308 to the same URL on https (ACME HTTP-01
+	// challenges excepted); requests that came over TLS are routed as usual. Tables saved before
+	// the field existed read as false.
+	RedirectHTTPS bool `json:"redirectHTTPS,omitempty"`
 	// Owner is informational ("namespace/deployment").
 	Owner string `json:"owner,omitempty"`
 }
@@ -82,7 +93,8 @@ type Route struct {
 // Equal says whether two routes are the same.
 func (r Route) Equal(o Route) bool {
 	return slices.Equal(r.Hosts, o.Hosts) && slices.Equal(r.Paths, o.Paths) && r.settings() == o.settings() &&
-		r.Upstream == o.Upstream && r.MaxRequestBody == o.MaxRequestBody && r.StripPathPrefix == o.StripPathPrefix && r.Owner == o.Owner
+		r.Upstream == o.Upstream && r.MaxRequestBody == o.MaxRequestBody && r.StripPathPrefix == o.StripPathPrefix &&
+		r.RedirectHTTPS == o.RedirectHTTPS && r.Owner == o.Owner
 }
 
 // settings are what shape the route's reverse_proxy handler.
@@ -649,10 +661,16 @@ func (t *Table) save(st *state) error {
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(filepath.Dir(t.path), 0o700); err != nil {
+	return writeFileAtomic(t.path, b)
+}
+
+// writeFileAtomic writes b to path, mode 0600: a new file, synced, renamed over the old one, so
+// a reader (or a proxy starting after a crash) finds the old content or the new, never a part.
+func writeFileAtomic(path string, b []byte) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return err
 	}
-	tmp := t.path + ".tmp"
+	tmp := path + ".tmp"
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		return err
@@ -667,7 +685,7 @@ func (t *Table) save(st *state) error {
 	if err != nil {
 		return err
 	}
-	return os.Rename(tmp, t.path)
+	return os.Rename(tmp, path)
 }
 
 // Match is the route a request goes to.

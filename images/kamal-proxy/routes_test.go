@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -365,5 +366,38 @@ func TestOlderProxysRoutesAreImported(t *testing.T) {
 	_ = os.WriteFile(filepath.Join(broken, "autosave.json"), []byte("{"), 0o600)
 	if _, notes, err := OpenTable(t.TempDir(), broken); err != nil || len(notes) != 1 {
 		t.Fatalf("broken autosave: %v %v", notes, err)
+	}
+}
+
+// A table saved before RedirectHTTPS existed loads with the field false; one saved with it
+// keeps it, and setting it is a change.
+func TestRedirectHTTPSKeepsOlderTablesReadable(t *testing.T) {
+	path := filepath.Join(t.TempDir(), TableFile)
+	older := `{"format":2,"version":3,"routes":{"ns/a/web":{"hosts":["a.test"],"upstream":"app-a-1:80","forwardHeaders":true,"owner":"ns/a"}}}`
+	if err := os.WriteFile(path, []byte(older), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tb, loaded, err := NewTable(path)
+	if err != nil || !loaded {
+		t.Fatal(loaded, err)
+	}
+	r, v, ok := tb.Get("ns/a/web")
+	if !ok || v != 3 || r.RedirectHTTPS || !r.Equal(Route{Hosts: []string{"a.test"}, Upstream: "app-a-1:80", ForwardHeaders: true, Owner: "ns/a"}) {
+		t.Fatalf("older table read as %+v (version %d)", r, v)
+	}
+	if v, _ := tb.Put("ns/a/web", r, 0, nil); v != 3 {
+		t.Fatalf("the same route again changed the version to %d", v)
+	}
+	r.RedirectHTTPS = true
+	if v, err := tb.Put("ns/a/web", r, 0, nil); err != nil || v != 4 {
+		t.Fatalf("setting redirectHTTPS: version %d, %v", v, err)
+	}
+	b, _ := os.ReadFile(path)
+	if !strings.Contains(string(b), `"redirectHTTPS":true`) {
+		t.Fatalf("saved %s", b)
+	}
+	again, _, err := NewTable(path)
+	if r, _, _ := again.Get("ns/a/web"); err != nil || !r.RedirectHTTPS {
+		t.Fatalf("reloaded %+v %v", r, err)
 	}
 }

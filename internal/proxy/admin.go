@@ -47,6 +47,9 @@ var (
 	// ErrPrecondition is a change refused because the route table's version is not the one
 	// given (If-Match): it changed since it was read.
 	ErrPrecondition = errors.New("the proxy's route table changed since it was read")
+	// ErrNoCertificateTable is a proxy whose module predates the certificate and ACME challenge
+	// tables: the proxy rollout replaces it.
+	ErrNoCertificateTable = errors.New("the proxy's module has no certificate table (an older proxy image)")
 )
 
 // versionHeader carries the route table's version on every /kamal/routes answer; an answer
@@ -70,6 +73,9 @@ type Route struct {
 	ResponseBuffers int64  `json:"responseBuffers,omitempty"`
 	// ResponseTimeout is a Go duration ("30s"); empty: none.
 	ResponseTimeout string `json:"responseTimeout,omitempty"`
+	// RedirectHTTPS answers plain-HTTP requests 308 to https (ACME challenges excepted). A proxy
+	// module older than the field refuses a route that sets it (400: unknown field).
+	RedirectHTTPS bool `json:"redirectHTTPS,omitempty"`
 	// Owner is informational ("namespace/deployment").
 	Owner string `json:"owner,omitempty"`
 }
@@ -78,7 +84,8 @@ type Route struct {
 func (r Route) Equal(o Route) bool {
 	return slices.Equal(r.Hosts, o.Hosts) && slices.Equal(r.Paths, o.Paths) && r.Upstream == o.Upstream &&
 		r.MaxRequestBody == o.MaxRequestBody && r.StripPathPrefix == o.StripPathPrefix && r.ForwardHeaders == o.ForwardHeaders &&
-		r.RequestBuffers == o.RequestBuffers && r.ResponseBuffers == o.ResponseBuffers && r.ResponseTimeout == o.ResponseTimeout && r.Owner == o.Owner
+		r.RequestBuffers == o.RequestBuffers && r.ResponseBuffers == o.ResponseBuffers && r.ResponseTimeout == o.ResponseTimeout &&
+		r.RedirectHTTPS == o.RedirectHTTPS && r.Owner == o.Owner
 }
 
 // RouteTable is the proxy's route table at one version.
@@ -306,4 +313,80 @@ func (a *Admin) InFlight(ctx context.Context) (map[string]int, error) {
 		return nil, err
 	}
 	return out, nil
+}
+
+// Certificate describes a certificate of the proxy's table (never its key).
+type Certificate struct {
+	// Names are the leaf's DNS names, lowercase, sorted.
+	Names []string `json:"names"`
+	// Serial is the leaf's serial number in lowercase hex.
+	Serial    string    `json:"serial"`
+	NotBefore time.Time `json:"notBefore"`
+	NotAfter  time.Time `json:"notAfter"`
+	// SHA256 is the leaf's fingerprint, lowercase hex.
+	SHA256 string `json:"sha256"`
+	// Shadowed are names of this certificate that another id's certificate (valid longer) serves.
+	Shadowed []string `json:"shadowed,omitempty"`
+}
+
+func certificatePath(id string) string { return "/kamal/certificates/" + id }
+
+// certs sends a request of the certificate or challenge API; the module answers 404 only when
+// it has no such API (a GET of a missing certificate aside, which this client does not make).
+func (a *Admin) certs(ctx context.Context, method, path string, body, out any) error {
+	err := a.do(ctx, method, path, body, out)
+	if errors.Is(err, ErrNotFound) {
+		return fmt.Errorf("proxy admin %s %s: %w", method, path, ErrNoCertificateTable)
+	}
+	return err
+}
+
+// PutCertificate sets certificate id (the owner's, "namespace/deployment"): a PEM chain, leaf
+// first, and the leaf's PEM key. The proxy serves it for the leaf's names from the next
+// handshake on, without a config change, and keeps it in its data volume. It refuses a key that
+// is not the leaf's, an expired leaf or a leaf without DNS names; its messages never hold the
+// key, and neither do this method's.
+func (a *Admin) PutCertificate(ctx context.Context, id string, chainPEM, keyPEM []byte) (Certificate, error) {
+	var c Certificate
+	body := struct {
+		Chain string `json:"chain"`
+		Key   string `json:"key"`
+	}{string(chainPEM), string(keyPEM)}
+	err := a.certs(ctx, http.MethodPut, certificatePath(id), body, &c)
+	return c, err
+}
+
+// DeleteCertificate removes certificate id; a missing one is not an error.
+func (a *Admin) DeleteCertificate(ctx context.Context, id string) error {
+	return a.certs(ctx, http.MethodDelete, certificatePath(id), nil, nil)
+}
+
+// Certificates describes the proxy's certificates by id.
+func (a *Admin) Certificates(ctx context.Context) (map[string]Certificate, error) {
+	var out struct {
+		Certificates map[string]Certificate `json:"certificates"`
+	}
+	if err := a.certs(ctx, http.MethodGet, "/kamal/certificates", nil, &out); err != nil {
+		return nil, err
+	}
+	if out.Certificates == nil {
+		out.Certificates = map[string]Certificate{}
+	}
+	return out.Certificates, nil
+}
+
+// PutChallenge has the proxy answer the ACME HTTP-01 challenge token with keyAuth
+// ("<token>.<thumbprint>") for requests to hosts, whatever route owns them. The proxy keeps the
+// answer in memory for at most an hour.
+func (a *Admin) PutChallenge(ctx context.Context, token, keyAuth string, hosts []string) error {
+	body := struct {
+		KeyAuthorization string   `json:"keyAuthorization"`
+		Hosts            []string `json:"hosts"`
+	}{keyAuth, hosts}
+	return a.certs(ctx, http.MethodPut, "/kamal/challenges/"+token, body, nil)
+}
+
+// DeleteChallenge removes the answer to token; a missing one is not an error.
+func (a *Admin) DeleteChallenge(ctx context.Context, token string) error {
+	return a.certs(ctx, http.MethodDelete, "/kamal/challenges/"+token, nil, nil)
 }

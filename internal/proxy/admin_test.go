@@ -12,8 +12,11 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // exchange is one admin API request and the proxy module's answer, as the module's tests
@@ -151,6 +154,53 @@ func TestClientReadsWhatTheModuleAnswers(t *testing.T) {
 	if n, err := a.InFlight(ctx); err != nil || len(n) != 0 {
 		t.Fatalf("InFlight: %v %v", n, err)
 	}
+	d := Route{Hosts: []string{"d.test"}, Upstream: "app-d-1:80", RedirectHTTPS: true, Owner: "ns/d"}
+	v, err = a.PutRoute(ctx, "ns/d/web", d, 0, nil)
+	check("PutRoute with redirectHTTPS", v, 7, err)
+	if r, err := a.Route(ctx, "ns/d/web"); err != nil || !r.Equal(d) {
+		t.Fatalf("Route with redirectHTTPS: %+v %v", r, err)
+	}
+
+	// The module's tests made the certificates; the bodies recorded hold their PEM.
+	pems := map[string]struct{ Chain, Key string }{}
+	for _, ex := range rp.exs {
+		if ex.Method == http.MethodPut && strings.HasPrefix(ex.Path, "/kamal/certificates/") {
+			var b struct{ Chain, Key string }
+			_ = json.Unmarshal(ex.Body, &b)
+			pems[strings.TrimPrefix(ex.Path, "/kamal/certificates/")] = b
+		}
+	}
+	if certs, err := a.Certificates(ctx); err != nil || len(certs) != 0 {
+		t.Fatalf("Certificates of an empty table: %v %v", certs, err)
+	}
+	good, bad := pems["ns/a"], pems["ns/b"]
+	want := Certificate{Names: []string{"app.test", "www.app.test"}, Serial: "1", NotBefore: time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC),
+		NotAfter: time.Date(2100, 1, 1, 0, 0, 0, 0, time.UTC), SHA256: "903c4b9c3d64540ef8ce2052506765d06f72f107f3227ea29884dfca39f39186"}
+	if c, err := a.PutCertificate(ctx, "ns/a", []byte(good.Chain), []byte(good.Key)); err != nil || !reflect.DeepEqual(c, want) {
+		t.Fatalf("PutCertificate: %+v %v", c, err)
+	}
+	_, err = a.PutCertificate(ctx, "ns/b", []byte(bad.Chain), []byte(bad.Key))
+	keyBody := strings.Split(bad.Key, "\n")[1]
+	if err == nil || !strings.Contains(err.Error(), "does not go with the leaf") || strings.Contains(err.Error(), keyBody) {
+		t.Fatalf("PutCertificate with another key: %v", err)
+	}
+	if certs, err := a.Certificates(ctx); err != nil || len(certs) != 1 || !reflect.DeepEqual(certs["ns/a"], want) {
+		t.Fatalf("Certificates: %+v %v", certs, err)
+	}
+	for range 2 {
+		if err := a.DeleteCertificate(ctx, "ns/a"); err != nil {
+			t.Fatalf("DeleteCertificate: %v", err)
+		}
+	}
+	if err := a.PutChallenge(ctx, "tok-1", "tok-1.thumbprint", []string{"app.test", "www.app.test"}); err != nil {
+		t.Fatalf("PutChallenge: %v", err)
+	}
+	if err := a.PutChallenge(ctx, "tok-2", "tok-1.thumbprint", []string{"app.test"}); err == nil || !strings.Contains(err.Error(), "400") {
+		t.Fatalf("PutChallenge with another token's answer: %v", err)
+	}
+	if err := a.DeleteChallenge(ctx, "tok-1"); err != nil {
+		t.Fatalf("DeleteChallenge: %v", err)
+	}
 	if rp.next != len(rp.exs) {
 		t.Fatalf("%d of %d recorded requests made", rp.next, len(rp.exs))
 	}
@@ -236,5 +286,23 @@ func TestClientTellsAnOlderProxy(t *testing.T) {
 	stock := adminOver(t, http.NotFoundHandler())
 	if err := stock.Ready(ctx); !errors.Is(err, ErrNoRouteModule) {
 		t.Fatalf("Ready on stock Caddy: %v", err)
+	}
+
+	// A module older than the certificate table: Caddy has no such admin path. Each call is
+	// one request.
+	stock.Requests = new(atomic.Int64)
+	for name, err := range map[string]error{
+		"PutCertificate":    func() error { _, err := stock.PutCertificate(ctx, "ns/app", []byte("c"), []byte("k")); return err }(),
+		"DeleteCertificate": stock.DeleteCertificate(ctx, "ns/app"),
+		"Certificates":      func() error { _, err := stock.Certificates(ctx); return err }(),
+		"PutChallenge":      stock.PutChallenge(ctx, "t", "t.x", []string{"app.test"}),
+		"DeleteChallenge":   stock.DeleteChallenge(ctx, "t"),
+	} {
+		if !errors.Is(err, ErrNoCertificateTable) {
+			t.Errorf("%s on an older module: %v", name, err)
+		}
+	}
+	if n := stock.Requests.Load(); n != 5 {
+		t.Errorf("%d requests counted for 5 calls", n)
 	}
 }

@@ -90,9 +90,9 @@ func (s Settings) Hash() string {
 // "kamal-tls" on :443, Caddy's automatic HTTPS off on both, each with one route whose only
 // handler is the module's kamal_router. Every app route lives in the module's route table, so
 // adding, changing or removing one is no config change and touches no other app's connections
-// (images/kamal-proxy). TLS certificates come from the module's certificate table (empty for
-// now: a handshake fails) through Caddy's get_certificate hook; the permission module refuses
-// every name, so Caddy never asks an ACME issuer. HTTP/1.1 on :80 (HTTP/2 needs TLS there),
+// (images/kamal-proxy). TLS certificates come from the module's certificate table (set through
+// Admin.PutCertificate; a name without one fails the handshake) through Caddy's get_certificate
+// hook; the permission module refuses every name, so Caddy never asks an ACME issuer. HTTP/1.1 on :80 (HTTP/2 needs TLS there),
 // HTTP/1.1 and HTTP/2 on :443; no HTTP/3: UDP 443 is not published.
 // The container runs it with `caddy run --config` and no --resume, so it applies on every
 // start, also where an older proxy left an autosave.
