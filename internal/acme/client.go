@@ -193,7 +193,7 @@ func (c *Client) Obtain(ctx context.Context, names []string, publish func(token,
 	if err != nil {
 		return nil, nil, err
 	}
-	der, _, err := c.c.CreateOrderCert(ctx, order.FinalizeURL, csr, true)
+	der, _, err := c.c.CreateCertFromOrder(ctx, order, csr, true)
 	if err != nil {
 		return nil, nil, wrap("finalizing the order", err)
 	}

@@ -3,6 +3,7 @@ package acme
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -50,7 +51,10 @@ func Problem(err error) string {
 	case errors.As(err, &ze):
 		var parts []string
 		for _, e := range ze.Errors {
-			parts = append(parts, Problem(e))
+			// The authorization's own problem often repeats its challenge's.
+			if p := Problem(e); !slices.Contains(parts, p) {
+				parts = append(parts, p)
+			}
 		}
 		if len(parts) == 0 {
 			parts = append(parts, "authorization invalid")
