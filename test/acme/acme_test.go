@@ -92,6 +92,8 @@ func TestObtainFromPebble(t *testing.T) {
 	port := ln.Addr().(*net.TCPAddr).Port
 
 	srv, err := acmeserver.Start(ctx, acmeserver.Options{
+		// Another address than Pebble's own 127.0.0.1: the directory's certificate names it.
+		Addr:     "127.0.0.3:0",
 		HTTPPort: port,
 		Validity: time.Hour,
 		// Some good nonces refused: the client must retry them.
@@ -101,6 +103,9 @@ func TestObtainFromPebble(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(srv.Close)
+	if !strings.HasPrefix(srv.DirectoryURL, "https://127.0.0.3:") {
+		t.Errorf("directory %s, want it on 127.0.0.3", srv.DirectoryURL)
+	}
 
 	names := []string{"www.app.example.com", "app.example.com"}
 

@@ -61,6 +61,9 @@ func Build(ctx context.Context, logf func(string, ...any)) (Binaries, error) {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return bins, fmt.Errorf("go %s: %w\n%s", strings.Join(args, " "), err, out)
 	}
+	if err := os.Chmod(tmp, 0o755); err != nil {
+		return bins, err
+	}
 	if err := os.Rename(tmp, dir); err != nil && !(executable(bins.Pebble) && executable(bins.ChallTestSrv)) {
 		return bins, err
 	}

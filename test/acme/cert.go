@@ -78,11 +78,12 @@ func newServingCA(dir string, names []string) (*servingCA, error) {
 		certFile: filepath.Join(dir, "directory.crt"),
 		keyFile:  filepath.Join(dir, "directory.key"),
 	}
-	if err := os.WriteFile(ca.certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+	if err := writePEM(ca.certFile, "CERTIFICATE", der); err != nil {
 		return nil, err
 	}
-	if err := os.WriteFile(ca.keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
-		return nil, err
-	}
-	return ca, nil
+	return ca, writePEM(ca.keyFile, "EC PRIVATE KEY", keyDER)
+}
+
+func writePEM(path, typ string, der []byte) error {
+	return os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600)
 }
