@@ -33,7 +33,7 @@ type Options struct {
 	// TLSPort is the port for TLS-ALPN-01 validation. Default 443.
 	TLSPort int
 	// DNSAddr is where the DNS test server listens (UDP and TCP) and which Pebble resolves
-	// with. Default 127.0.0.1 on a free port.
+	// with (host:port; port 0 picks one). Default 127.0.0.1:0.
 	DNSAddr string
 	// DefaultIPv4 is the A record for names without one of their own (SetA). Default
 	// 127.0.0.1. No AAAA records are served: Pebble would connect to those first.
@@ -102,11 +102,16 @@ func Start(ctx context.Context, o Options) (_ *Server, err error) {
 		return nil, fmt.Errorf("Addr: %w", err)
 	}
 	if o.DNSAddr == "" {
-		port, err := freePort("127.0.0.1", "udp")
+		o.DNSAddr = "127.0.0.1:0"
+	}
+	if dnsHost, dnsPort, err := net.SplitHostPort(o.DNSAddr); err != nil {
+		return nil, fmt.Errorf("DNSAddr: %w", err)
+	} else if dnsPort == "0" {
+		port, err := freePort(dnsHost, "udp")
 		if err != nil {
 			return nil, err
 		}
-		o.DNSAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+		o.DNSAddr = net.JoinHostPort(dnsHost, strconv.Itoa(port))
 	}
 
 	dir, err := os.MkdirTemp("", "acmeserver-")
