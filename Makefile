@@ -52,8 +52,8 @@ verify: manifests generate ## Fail when generated files are stale or code is not
 test: verify vet unit envtest e2e ## Everything CI runs: generated-file check, vet, unit, envtest and end-to-end suites.
 
 .PHONY: unit
-unit: ## Unit tests of pure functions (no servers), and the proxy's module in an in-process Caddy on its fixed config; race detector on.
-	go test -race ./api/... ./internal/... ./controllers/... ./test/apps/... ./test/images/... ./test/argocd/...
+unit: ## Unit tests of pure functions (no servers), the proxy's module in an in-process Caddy on its fixed config, and the ACME client against Pebble on loopback; race detector on.
+	go test -race ./api/... ./internal/... ./controllers/... ./test/apps/... ./test/images/... ./test/argocd/... ./test/acme/...
 	cd images/kamal-proxy && GOWORK=off GOFLAGS=-mod=readonly go test -race ./...
 
 .PHONY: envtest
