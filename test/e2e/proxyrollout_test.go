@@ -230,7 +230,10 @@ func TestProxyRolloutGoesHostByHostAndHaltsOnABrokenImage(t *testing.T) {
 			t.Errorf("host %d failed requests sent from %s while host %d still failed one sent at %s", o.host, o.failedFrom.Format("15:04:05.000"),
 				prev.host, prev.lastFailSent.Format("15:04:05.000"))
 		}
-		if o.length() > 5*time.Second {
+		// A bound against a replacement that hangs, not a speed claim: the outage is logged
+		// (about 2 s on an idle machine) and measured by the benchmarks; a busy 2-core
+		// machine has stretched it to 6 s.
+		if o.length() > 15*time.Second {
 			t.Errorf("host %d down for %s", o.host, o.length())
 		}
 		t.Logf("web-%d: no answer for %s as clients saw it (requests failing for %s: %v, the last %s; the first answer after took %s); the controller says: %s",
