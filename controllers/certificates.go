@@ -244,10 +244,17 @@ func (r *DeploymentReconciler) certificates(ctx context.Context, s *deploymentSc
 	key := types.NamespacedName{Namespace: d.Namespace, Name: d.Name}
 	w := planCertificate(&d.Spec, s.placed, s.roles)
 	if len(w.Servers) == 0 {
+		// ssl off: hosts are only asked when a certificate was served, to remove it.
 		r.certs.forget(key)
+		if d.Status.Certificate == nil {
+			return nil, nil
+		}
+		if err := r.pushCertificate(ctx, s, nil, nil, nil); err != nil {
+			return nil, err
+		}
 		d.Status.Certificate = nil
 		meta.RemoveStatusCondition(&d.Status.Conditions, kamalv1.ConditionCertificateReady)
-		return nil, r.pushCertificate(ctx, s, nil, nil, nil)
+		return nil, nil
 	}
 	notReady := func(reason, msg string) (*ctrl.Result, error) {
 		setCertificateCondition(d, metav1.ConditionFalse, reason, msg)
