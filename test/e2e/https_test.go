@@ -39,6 +39,9 @@ var (
 	pebbleErr  error
 )
 
+// pebbleValidity is short so that a test sees a renewal (at two thirds: 80s after issuance).
+const pebbleValidity = 2 * time.Minute
+
 // startPebble starts Pebble once, validating HTTP-01 on port 80 of the addresses its DNS
 // gives, and restarts the manager with it as the ACME directory.
 func startPebble(t *testing.T) *acmeserver.Server {
@@ -51,7 +54,7 @@ func startPebble(t *testing.T) *acmeserver.Server {
 		}
 		// Names without their own A record resolve to loopback, where nothing answers on 80.
 		var srv *acmeserver.Server
-		if srv, pebbleErr = acmeserver.Start(ctx, acmeserver.Options{HTTPPort: 80, DefaultIPv4: "127.0.0.1", NonceReject: 5}); pebbleErr != nil {
+		if srv, pebbleErr = acmeserver.Start(ctx, acmeserver.Options{HTTPPort: 80, DefaultIPv4: "127.0.0.1", NonceReject: 5, Validity: pebbleValidity}); pebbleErr != nil {
 			return
 		}
 		pebble = srv
@@ -242,6 +245,106 @@ func TestHTTPSCertificates(t *testing.T) {
 		}
 	})
 
+	var fp string
+	t.Run("a third host gets the certificate without an order", func(t *testing.T) {
+		before := srv.Orders()
+		third := env.Host(hostThird)
+		s3 := serverFor(p, "web-3", third)
+		s3.Spec.AllowedNamespaces = &kamalv1.AllowedNamespaces{From: kamalv1.NamespacesFromAll}
+		createServer(t, s3)
+		waitReady(t, s3)
+		leaf, err := servedLeaf(main, name, pebbleRoots)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fp = fingerprint(leaf)
+		update(t, app, func(d *kamalv1.Deployment) {
+			d.Spec.Roles = map[string]kamalv1.Role{"web": {Servers: kamalv1.ServerSelector{Namespace: p, Names: []string{"web-1", "web-2", "web-3"}}}}
+		})
+		framework.Eventually(t, reactWithin, func() error {
+			leaf, err := servedLeaf(third, name, pebbleRoots)
+			if err != nil {
+				return err
+			}
+			if got := fingerprint(leaf); got != fp {
+				return fmt.Errorf("%s serves %s, want %s", third.Name(), got, fp)
+			}
+			return nil
+		})
+		if n := srv.Orders() - before; n != 0 {
+			t.Errorf("Pebble saw %d orders for the third host, want 0", n)
+		}
+	})
+
+	t.Run("renewal under load", func(t *testing.T) {
+		all := []*hosts.Host{main, other, env.Host(hostThird)}
+		configs := map[string]string{}
+		for _, h := range all {
+			configs[h.Name()] = proxyConfig(t, h)
+		}
+		var d kamalv1.Deployment
+		if err := k8s.Get(ctx, client.ObjectKeyFromObject(app), &d); err != nil {
+			t.Fatal(err)
+		}
+		if d.Status.Certificate == nil || d.Status.Certificate.RenewAt == nil {
+			t.Fatalf("status.certificate = %+v", d.Status.Certificate)
+		}
+		t.Logf("renewal due at %s (in %s)", d.Status.Certificate.RenewAt.UTC().Format(time.RFC3339), time.Until(d.Status.Certificate.RenewAt.Time).Round(time.Second))
+
+		// Clients on fresh TLS connections across all hosts: each handshake sees the table as it is.
+		stop := make(chan struct{})
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		var okCount int
+		var failures []string
+		for i := range 6 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				h := all[i%len(all)]
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					code, body, err := httpsGet(h, name, "/version", pebbleRoots)
+					mu.Lock()
+					if err != nil || code != http.StatusOK || !strings.Contains(body, "secure-1") {
+						failures = append(failures, fmt.Sprintf("%s: %d %v", h.Name(), code, err))
+					} else {
+						okCount++
+					}
+					mu.Unlock()
+				}
+			}()
+		}
+		framework.Eventually(t, pebbleValidity+reactWithin, func() error {
+			for _, h := range all {
+				leaf, err := servedLeaf(h, name, pebbleRoots)
+				if err != nil {
+					return err
+				}
+				if fingerprint(leaf) == fp {
+					return fmt.Errorf("%s still serves the first certificate", h.Name())
+				}
+			}
+			return nil
+		})
+		close(stop)
+		wg.Wait()
+		t.Logf("%d HTTPS requests during the renewal, %d failed", okCount, len(failures))
+		if len(failures) > 0 {
+			t.Errorf("%d requests failed, first: %s", len(failures), failures[0])
+		}
+		for _, h := range all {
+			if proxyConfig(t, h) != configs[h.Name()] {
+				t.Errorf("the Caddy config of %s changed during the renewal", h.Name())
+			}
+		}
+		waitEvent(t, ns, "secure", kamalv1.ReasonCertificateRenewed)
+	})
+
 	t.Run("custom certificate served and rotated", func(t *testing.T) {
 		chain, key, roots := testCertificate(t, 101, name)
 		sec := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "custom-tls"}, Type: corev1.SecretTypeTLS,
@@ -254,7 +357,7 @@ func TestHTTPSCertificates(t *testing.T) {
 		})
 		serves := func(serial int64, roots *x509.CertPool) func() error {
 			return func() error {
-				for _, h := range []*hosts.Host{main, other} {
+				for _, h := range []*hosts.Host{main, other, env.Host(hostThird)} {
 					leaf, err := servedLeaf(h, name, roots)
 					if err != nil {
 						return fmt.Errorf("%s: %w", h.Name(), err)
