@@ -285,13 +285,13 @@ type Proxy struct {
 	// +kubebuilder:validation:Maximum=65535
 	AppPort *int32 `json:"appPort,omitempty"`
 
-	// SSL serves the hosts over HTTPS with certificates the proxy obtains automatically (or
-	// sslCertificateSecretRef's).
+	// SSL serves the hosts over HTTPS with a certificate the controller obtains over ACME
+	// HTTP-01 (or sslCertificateSecretRef's), pushed to every host's proxy.
 	// +optional
 	SSL *bool `json:"ssl,omitempty"`
 
 	// SSLCertificateSecretRef names a Secret of type kubernetes.io/tls to serve instead of an
-	// automatic certificate.
+	// automatic certificate (e.g. cert-manager's, for wildcards); changes are pushed at once.
 	// +optional
 	// +kubebuilder:validation:XValidation:rule="has(self.name) && size(self.name) > 0",message="sslCertificateSecretRef.name must not be empty"
 	SSLCertificateSecretRef *corev1.LocalObjectReference `json:"sslCertificateSecretRef,omitempty"`
@@ -301,7 +301,7 @@ type Proxy struct {
 	SSLRedirect *bool `json:"sslRedirect,omitempty"`
 
 	// ForwardHeaders passes the client's X-Forwarded-* headers on instead of replacing them
-	// (default true).
+	// (default: true without ssl, false with ssl, as in Kamal).
 	// +optional
 	ForwardHeaders *bool `json:"forwardHeaders,omitempty"`
 
