@@ -170,6 +170,10 @@ func TestHTTPSCertificates(t *testing.T) {
 		t.Fatal(err)
 	}
 	ordersBefore := srv.Orders()
+	// The third host's Server, for later; made first so it goes after the app.
+	s3 := serverFor(p, "web-3", env.Host(hostThird))
+	s3.Spec.AllowedNamespaces = &kamalv1.AllowedNamespaces{From: kamalv1.NamespacesFromAll}
+	createServer(t, s3)
 
 	app := guestApp(ns, p, "secure", "secure-1", name)
 	app.Spec.Proxy.SSL = ptr.To(true)
@@ -249,9 +253,6 @@ func TestHTTPSCertificates(t *testing.T) {
 	t.Run("a third host gets the certificate without an order", func(t *testing.T) {
 		before := srv.Orders()
 		third := env.Host(hostThird)
-		s3 := serverFor(p, "web-3", third)
-		s3.Spec.AllowedNamespaces = &kamalv1.AllowedNamespaces{From: kamalv1.NamespacesFromAll}
-		createServer(t, s3)
 		waitReady(t, s3)
 		leaf, err := servedLeaf(main, name, pebbleRoots)
 		if err != nil {
