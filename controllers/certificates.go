@@ -24,6 +24,7 @@ import (
 	kamalv1 "github.com/kamal-operator/kamal-operator/api/v1alpha1"
 	"github.com/kamal-operator/kamal-operator/internal/acme"
 	"github.com/kamal-operator/kamal-operator/internal/proxy"
+	"github.com/kamal-operator/kamal-operator/internal/refs"
 	"github.com/kamal-operator/kamal-operator/internal/release"
 )
 
@@ -50,7 +51,9 @@ type ACMEOptions struct {
 const certificateRecheck = 5 * time.Minute
 
 // CertificateSecretName is the Secret holding a Deployment's automatic certificate.
-func CertificateSecretName(deployment string) string { return deployment + "-kamal-tls" }
+func CertificateSecretName(deployment string) string {
+	return deployment + refs.AutomaticCertificateSuffix
+}
 
 // certificateID is the Deployment's id in the proxies' certificate tables.
 func certificateID(namespace, deployment string) string { return namespace + "/" + deployment }
