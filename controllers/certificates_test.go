@@ -1,6 +1,7 @@
 package controllers
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -176,5 +177,43 @@ func TestOwnsCertificateSecret(t *testing.T) {
 		if ownsCertificateSecret(s, d) {
 			t.Errorf("Secret %+v taken as owned", s.ObjectMeta)
 		}
+	}
+}
+
+// At most one order per Deployment runs; its end wakes the Deployment and keeps the result
+// until forgotten.
+func TestCertOrdersOneAtATime(t *testing.T) {
+	woken := make(chan string, 4)
+	o := newCertOrders(func(ns, name string) { woken <- ns + "/" + name })
+	defer o.close()
+	key := types.NamespacedName{Namespace: "ns", Name: "app"}
+	release := make(chan struct{})
+	runs := 0
+	fn := func(ctx context.Context) ([]byte, error) {
+		runs++
+		<-release
+		return []byte("chain"), nil
+	}
+	o.start(key, []string{"a.example.com"}, fn)
+	o.start(key, []string{"a.example.com"}, fn) // ignored: one runs
+	if c, ok := o.get(key); !ok || c.done {
+		t.Fatalf("order = %+v, %v; want running", c, ok)
+	}
+	close(release)
+	select {
+	case w := <-woken:
+		if w != "ns/app" {
+			t.Errorf("woke %s", w)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("not woken")
+	}
+	c, _ := o.get(key)
+	if !c.done || c.err != nil || string(c.chain) != "chain" || runs != 1 {
+		t.Errorf("order = %+v after %d runs", c, runs)
+	}
+	o.forget(key)
+	if _, ok := o.get(key); ok {
+		t.Error("forgotten order still there")
 	}
 }
