@@ -275,6 +275,15 @@ func TestHTTPSCertificates(t *testing.T) {
 		if n := srv.Orders() - before; n != 0 {
 			t.Errorf("Pebble saw %d orders for the third host, want 0", n)
 		}
+		// The app itself follows on the third host (the certificate came before it).
+		waitDeployed(t, app)
+		framework.Eventually(t, reactWithin, func() error {
+			code, body, err := httpsGet(third, name, "/version", pebbleRoots)
+			if err != nil || code != http.StatusOK || !strings.Contains(body, "secure-1") {
+				return fmt.Errorf("%s HTTPS GET = %d %q %v", third.Name(), code, body, err)
+			}
+			return nil
+		})
 	})
 
 	t.Run("renewal under load", func(t *testing.T) {
