@@ -18,6 +18,7 @@ import (
 
 	kamalv1 "github.com/kamal-operator/kamal-operator/api/v1alpha1"
 	"github.com/kamal-operator/kamal-operator/controllers"
+	"github.com/kamal-operator/kamal-operator/internal/acme"
 	"github.com/kamal-operator/kamal-operator/internal/oneoff"
 	"github.com/kamal-operator/kamal-operator/internal/tenancy"
 )
@@ -60,6 +61,11 @@ func main() {
 	flag.DurationVar(&oneOffExited, "one-off-exited-grace", oneoff.DefaultExitedGrace, "How long after its creation an exited one-off container of kubectl kamal (exec without --reuse) is left on a host before the controller removes it; the plugin removes its own when it ends.")
 	flag.DurationVar(&oneOffRunning, "one-off-running-grace", oneoff.DefaultRunningGrace, "How long after its creation a still running one-off container of kubectl kamal (an interactive session whose plugin was killed) is left on a host before the controller removes it.")
 	opts := zap.Options{Development: false}
+	var acmeOpts controllers.ACMEOptions
+	var acmeCABundle string
+	flag.StringVar(&acmeOpts.DirectoryURL, "acme-directory", acme.LetsEncryptURL, "ACME directory of the CA issuing automatic certificates (proxy.ssl without sslCertificateSecretRef).")
+	flag.StringVar(&acmeOpts.Email, "acme-email", "", "Contact email of the ACME account (optional; the CA's expiry notices go to it).")
+	flag.StringVar(&acmeCABundle, "acme-ca-bundle", "", "PEM file of CA certificates trusted for the ACME directory, beside the system's (for a private CA).")
 	opts.BindFlags(flag.CommandLine)
 	flag.Parse()
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&opts)))
@@ -84,8 +90,14 @@ func main() {
 		log.Error(err, "invalid flag")
 		os.Exit(2)
 	}
+	if acmeCABundle != "" {
+		if acmeOpts.CABundle, err = os.ReadFile(acmeCABundle); err != nil {
+			log.Error(err, "invalid flag --acme-ca-bundle")
+			os.Exit(2)
+		}
+	}
 	ctrlOpts := controllers.Options{DefaultProxyImage: proxyImage, Namespace: namespace, WatchNamespaces: watch, Guests: guests,
-		OneOffExitedGrace: oneOffExited, OneOffRunningGrace: oneOffRunning}
+		OneOffExitedGrace: oneOffExited, OneOffRunningGrace: oneOffRunning, ACME: acmeOpts}
 	mgr, err := ctrl.NewManager(ctrl.GetConfigOrDie(), controllers.ManagerOptions(ctrl.Options{
 		Scheme:                  scheme,
 		Metrics:                 metricsOpts,

@@ -5,10 +5,12 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -32,9 +34,11 @@ import (
 	dockerclient "github.com/moby/moby/client"
 
 	kamalv1 "github.com/kamal-operator/kamal-operator/api/v1alpha1"
+	"github.com/kamal-operator/kamal-operator/internal/acme"
 	"github.com/kamal-operator/kamal-operator/internal/conditions"
 	"github.com/kamal-operator/kamal-operator/internal/docker"
 	"github.com/kamal-operator/kamal-operator/internal/fleet"
+	"github.com/kamal-operator/kamal-operator/internal/proxy"
 	"github.com/kamal-operator/kamal-operator/internal/release"
 	"github.com/kamal-operator/kamal-operator/internal/tenancy"
 )
@@ -73,9 +77,19 @@ type DeploymentReconciler struct {
 	// watched are the namespaces the manager's cache holds (nil: all).
 	watched []string
 
+	// APIReader reads what the cache does not hold fresh enough (the ACME account Secret).
+	APIReader client.Reader
+	// Namespace is the controller's own namespace (the ACME account Secret's).
+	Namespace string
+	// ACME are the settings of automatic certificates.
+	ACME ACMEOptions
+
 	privateImages privateImages
 	wake          chan event.GenericEvent
 	ops           *targetOps
+	certs         *certOrders
+	acmeMu        sync.Mutex
+	acme          *acme.Client
 }
 
 // deploymentScope is what the phases of one reconcile share.
@@ -136,6 +150,7 @@ func (r *DeploymentReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 			r.observe,
 			r.collectGarbage,
 			r.rollout,
+			r.certificates,
 			r.report,
 		)
 	})
@@ -497,7 +512,11 @@ func (r *DeploymentReconciler) report(ctx context.Context, s *deploymentScope) (
 	}
 	d.Status.Image, d.Status.Version = d.Spec.Image, release.Version(d.Spec.Image)
 	conditions.MarkReady(&d.Status.Conditions, gen, kamalv1.ReasonReconciled, fmt.Sprintf("%s serves on %d targets", release.Version(d.Spec.Image), total))
-	return done(ctrl.Result{RequeueAfter: deploymentResync})
+	next := deploymentResync
+	if s.requeue > 0 {
+		next = min(s.requeue, next) // a certificate's renewal or retry
+	}
+	return done(ctrl.Result{RequeueAfter: next})
 }
 
 // fillTargets writes status.targets and the counts from what runs; it returns ready and total.
@@ -652,6 +671,7 @@ func (r *DeploymentReconciler) reconcileDelete(ctx context.Context, d *kamalv1.D
 		return ctrl.Result{}, nil
 	}
 	r.ops.CancelAll(d.Namespace, d.Name)
+	r.certs.forget(types.NamespacedName{Namespace: d.Namespace, Name: d.Name})
 	if n := r.ops.Running(d.Namespace, d.Name, ""); n > 0 {
 		return ctrl.Result{RequeueAfter: time.Second}, nil // let cancelled deploys end first
 	}
@@ -677,6 +697,12 @@ func (r *DeploymentReconciler) reconcileDelete(ctx context.Context, d *kamalv1.D
 		}
 		if len(obs) > 0 {
 			dp.leftHost(ctx, h, server)
+		}
+		cctx, cancel := context.WithTimeout(ctx, hostReadTimeout)
+		err = h.Proxy.DeleteCertificate(cctx, certificateID(d.Namespace, d.Name))
+		cancel()
+		if err != nil && !isAdminUnreachable(err) && !errors.Is(err, proxy.ErrNoCertificateTable) {
+			return ctrl.Result{}, fmt.Errorf("removing the certificate on %s: %w", server, err)
 		}
 	}
 	if len(unreachable) > 0 {
@@ -708,10 +734,12 @@ func (r *DeploymentReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		}
 	}
 	r.ops = newTargetOps(ctrl.Log.WithName("deploy"), wake)
+	r.certs = newCertOrders(wake)
 	// Deploys end with the manager: a stopped controller leaves nothing running behind.
 	if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
 		<-ctx.Done()
 		r.ops.Close()
+		r.certs.close()
 		return nil
 	})); err != nil {
 		return err

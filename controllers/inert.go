@@ -13,14 +13,12 @@ import (
 //
 // A field is listed when its value asks for something the controller does not do:
 //
-//   - Deployment, in spec.proxy and in each role's proxy: ssl true, sslRedirect true,
-//     sslCertificateSecretRef set, logging naming request or response headers,
+//   - Deployment, in spec.proxy and in each role's proxy: logging naming request or response headers,
 //     buffering.maxResponseBody above 0; and assetPath, in the spec and in each role.
 //   - Server: docker.bootstrap IfMissing.
 //   - Accessory: nothing at present.
 //
-// A value that asks for what the controller does anyway is not listed: ssl or sslRedirect
-// false (HTTP only, no redirect), docker.bootstrap Never (the default), maxResponseBody 0 (no
+// A value that asks for what the controller does anyway is not listed: docker.bootstrap Never (the default), maxResponseBody 0 (no
 // limit), a logging section with no headers.
 
 // inertDeploymentFields lists the fields of spec the controller does not act on yet.
@@ -50,15 +48,6 @@ func inertProxyFields(field string, p *kamalv1.Proxy) []string {
 		return nil
 	}
 	var out []string
-	if p.SSL != nil && *p.SSL {
-		out = append(out, field+".ssl")
-	}
-	if p.SSLCertificateSecretRef != nil {
-		out = append(out, field+".sslCertificateSecretRef")
-	}
-	if p.SSLRedirect != nil && *p.SSLRedirect {
-		out = append(out, field+".sslRedirect")
-	}
 	if l := p.Logging; l != nil && (len(l.RequestHeaders) > 0 || len(l.ResponseHeaders) > 0) {
 		out = append(out, field+".logging")
 	}

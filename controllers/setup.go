@@ -38,6 +38,10 @@ type Options struct {
 	// containers of kubectl kamal (exec without --reuse) are left on a host once exited, and
 	// while running, before the controller removes them (oneoff.Default* when 0).
 	OneOffExitedGrace, OneOffRunningGrace time.Duration
+	// ACME are the settings of automatic certificates (ssl: true without
+	// sslCertificateSecretRef); the account key is kept in Secret ACMEAccountSecret of
+	// Namespace.
+	ACME ACMEOptions
 }
 
 func (o Options) namespace() string {
@@ -65,7 +69,8 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) (*fleet.Fleet, e
 	if err := (&KeySecretReconciler{Client: mgr.GetClient()}).SetupWithManager(mgr); err != nil {
 		return nil, err
 	}
-	if err := (&DeploymentReconciler{Client: c, Recorder: rec, Fleet: hosts, privateImages: images, Guests: opts.Guests, watched: cachedNamespaces(opts.WatchNamespaces, opts.namespace())}).SetupWithManager(mgr); err != nil {
+	if err := (&DeploymentReconciler{Client: c, Recorder: rec, Fleet: hosts, privateImages: images, Guests: opts.Guests, watched: cachedNamespaces(opts.WatchNamespaces, opts.namespace()),
+		APIReader: mgr.GetAPIReader(), Namespace: opts.namespace(), ACME: opts.ACME}).SetupWithManager(mgr); err != nil {
 		return nil, err
 	}
 	if err := (&AccessoryReconciler{Client: c, Recorder: rec, Fleet: hosts, privateImages: images, Guests: opts.Guests, watched: cachedNamespaces(opts.WatchNamespaces, opts.namespace()), DefaultProxyImage: opts.DefaultProxyImage,

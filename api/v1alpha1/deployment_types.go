@@ -16,6 +16,56 @@ const (
 	ReasonWaitingForDeps    = "WaitingForAccessories"
 )
 
+// HTTPS: the CertificateReady condition, its reasons and events. CertificateReady is a
+// Deployment's own condition: it never makes Ready False, since HTTP (and an existing
+// certificate) keep serving while an order fails.
+const (
+	ConditionCertificateReady = "CertificateReady"
+
+	ReasonCertificateIssued        = "CertificateIssued"
+	ReasonCertificateRenewed       = "CertificateRenewed"
+	ReasonCertificateOrderFailed   = "CertificateOrderFailed"
+	ReasonCertificateServed        = "CertificateServed"
+	ReasonOrdering                 = "Ordering"
+	ReasonOrderFailed              = "OrderFailed"
+	ReasonSecretNotOwned           = "SecretNotOwned"
+	ReasonCertificateSecretInvalid = "CertificateSecretInvalid"
+	ReasonProxyTooOld              = "ProxyTooOld"
+	ReasonHTTPPortNot80            = "HTTPPortNot80"
+	ReasonWildcardNeedsSecret      = "WildcardNeedsSecret"
+	ReasonCertificatePushFailed    = "CertificatePushFailed"
+
+	// LabelCertificateOf marks a Secret holding the automatic certificate of the Deployment it
+	// names; with the owner reference it is what lets the controller write the Secret.
+	LabelCertificateOf = "kamal.operator.dev/certificate-of"
+)
+
+// CertificateStatus is the certificate a Deployment serves over HTTPS.
+type CertificateStatus struct {
+	// Names the certificate is for.
+	// +optional
+	Names []string `json:"names,omitempty"`
+	// NotAfter is when the certificate expires.
+	// +optional
+	NotAfter *metav1.Time `json:"notAfter,omitempty"`
+	// RenewAt is when an automatic certificate is renewed (two thirds of its lifetime).
+	// +optional
+	RenewAt *metav1.Time `json:"renewAt,omitempty"`
+	// SecretName is the Secret of type kubernetes.io/tls holding the certificate.
+	// +optional
+	SecretName string `json:"secretName,omitempty"`
+	// Failures counts consecutive failed orders; retries back off from LastFailure.
+	// +optional
+	Failures int32 `json:"failures,omitempty"`
+	// LastFailure is when the last order failed.
+	// +optional
+	LastFailure *metav1.Time `json:"lastFailure,omitempty"`
+	// NextOrderAt is the earliest time of the next order after a failure (the backoff, or the
+	// CA's Retry-After when longer).
+	// +optional
+	NextOrderAt *metav1.Time `json:"nextOrderAt,omitempty"`
+}
+
 // AnnotationRestartedAt, set to any new value (kubectl rollout restart style), restarts every
 // container of a Deployment with a rolling deploy of the same version. spec.restartedAt does
 // the same as a new generation; the annotation stays for objects and scripts that use it.
@@ -194,6 +244,7 @@ type Role struct {
 // Proxy is the routing of a role through kamal-proxy on each of its servers.
 // +kubebuilder:validation:XValidation:rule="!has(self.sslCertificateSecretRef) || (has(self.ssl) && self.ssl)",message="sslCertificateSecretRef needs ssl: true"
 // +kubebuilder:validation:XValidation:rule="!has(self.stripPathPrefix) || has(self.pathPrefixes)",message="stripPathPrefix needs pathPrefixes"
+// +kubebuilder:validation:XValidation:rule="!(has(self.ssl) && self.ssl && !has(self.sslCertificateSecretRef) && has(self.hosts) && self.hosts.exists(h, h.startsWith('*.')))",message="wildcard hosts with ssl need sslCertificateSecretRef: automatic certificates (HTTP-01) cannot cover wildcards"
 type Proxy struct {
 	// Enabled routes this role through the proxy.
 	// +optional
@@ -234,13 +285,13 @@ type Proxy struct {
 	// +kubebuilder:validation:Maximum=65535
 	AppPort *int32 `json:"appPort,omitempty"`
 
-	// SSL serves the hosts over HTTPS with certificates the proxy obtains automatically (or
-	// sslCertificateSecretRef's).
+	// SSL serves the hosts over HTTPS with a certificate the controller obtains over ACME
+	// HTTP-01 (or sslCertificateSecretRef's), pushed to every host's proxy.
 	// +optional
 	SSL *bool `json:"ssl,omitempty"`
 
 	// SSLCertificateSecretRef names a Secret of type kubernetes.io/tls to serve instead of an
-	// automatic certificate.
+	// automatic certificate (e.g. cert-manager's, for wildcards); changes are pushed at once.
 	// +optional
 	// +kubebuilder:validation:XValidation:rule="has(self.name) && size(self.name) > 0",message="sslCertificateSecretRef.name must not be empty"
 	SSLCertificateSecretRef *corev1.LocalObjectReference `json:"sslCertificateSecretRef,omitempty"`
@@ -250,7 +301,7 @@ type Proxy struct {
 	SSLRedirect *bool `json:"sslRedirect,omitempty"`
 
 	// ForwardHeaders passes the client's X-Forwarded-* headers on instead of replacing them
-	// (default true).
+	// (default: true without ssl, false with ssl, as in Kamal).
 	// +optional
 	ForwardHeaders *bool `json:"forwardHeaders,omitempty"`
 
@@ -474,6 +525,10 @@ type DeploymentStatus struct {
 	// +optional
 	// +kubebuilder:validation:MaxItems=50
 	History []DeployedImage `json:"history,omitempty"`
+
+	// Certificate is the HTTPS certificate served for the proxied roles' hosts (ssl: true).
+	// +optional
+	Certificate *CertificateStatus `json:"certificate,omitempty"`
 }
 
 // Deployment is an app deployed to Servers with zero downtime: Kamal's `service`.

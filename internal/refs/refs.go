@@ -101,7 +101,28 @@ func Deployment(d *kamalv1.Deployment) []Ref {
 	for _, a := range d.Spec.DependsOn {
 		out = append(out, Ref{Kind: "Accessory", Name: a.Name, Field: "spec.dependsOn"})
 	}
+	if usesSSL(d) {
+		// The automatic certificate's Secret, which the controller writes: watched so that
+		// its change or deletion reaches the Deployment at once. Missing until issued.
+		out = append(out, Ref{Kind: "Secret", Name: d.Name + AutomaticCertificateSuffix, Optional: true, Field: "status.certificate.secretName"})
+	}
 	return out
+}
+
+// AutomaticCertificateSuffix names a Deployment's automatic certificate Secret after it.
+const AutomaticCertificateSuffix = "-kamal-tls"
+
+// usesSSL: some proxy section of d turns ssl on.
+func usesSSL(d *kamalv1.Deployment) bool {
+	if p := d.Spec.Proxy; p != nil && p.SSL != nil && *p.SSL {
+		return true
+	}
+	for _, r := range d.Spec.Roles {
+		if p := r.Proxy; p != nil && p.SSL != nil && *p.SSL {
+			return true
+		}
+	}
+	return false
 }
 
 // Accessory lists what an Accessory refers to.

@@ -130,3 +130,21 @@ func TestServerNamesOfAnotherNamespaceAreNotLocalRefs(t *testing.T) {
 		t.Errorf("servers = %v, want none", got)
 	}
 }
+
+// With ssl on, the automatic certificate's Secret is an optional reference: watched, never
+// required.
+func TestDeploymentWithSSLWatchesItsCertificateSecret(t *testing.T) {
+	on := true
+	d := &kamalv1.Deployment{}
+	d.Name = "app"
+	d.Spec.Roles = map[string]kamalv1.Role{"web": {Proxy: &kamalv1.Proxy{SSL: &on}}}
+	rs := Deployment(d)
+	i := indexOf(rs, "status.certificate.secretName")
+	if i < 0 || rs[i].Name != "app-kamal-tls" || !rs[i].Optional || rs[i].Kind != "Secret" {
+		t.Errorf("refs = %+v", rs)
+	}
+	d.Spec.Roles = map[string]kamalv1.Role{"web": {}}
+	if indexOf(Deployment(d), "status.certificate.secretName") >= 0 {
+		t.Error("certificate Secret referenced without ssl")
+	}
+}

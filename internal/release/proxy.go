@@ -21,6 +21,10 @@ type Proxy struct {
 	HealthPath      string        `json:"healthPath"`
 	HealthInterval  time.Duration `json:"healthInterval"`
 	HealthTimeout   time.Duration `json:"healthTimeout"`
+	// SSL serves the hosts over HTTPS; SSLRedirect sends plain HTTP to HTTPS (default true
+	// with SSL). Empty when off, so the revision of HTTP-only roles is as before.
+	SSL         bool `json:"ssl,omitempty"`
+	SSLRedirect bool `json:"sslRedirect,omitempty"`
 }
 
 // Defaults, as Kamal's.
@@ -53,8 +57,8 @@ func EffectiveProxy(spec *kamalv1.DeploymentSpec, roleName string) *Proxy {
 	p := &Proxy{
 		StripPathPrefix: true, AppPort: DefaultAppPort, ResponseTimeout: DefaultResponseTimeout,
 		HealthPath: DefaultHealthPath, HealthInterval: DefaultHealthInterval, HealthTimeout: DefaultHealthTimeout,
-		ForwardHeaders: true,
 	}
+	forward, redirect := (*bool)(nil), (*bool)(nil)
 	for _, l := range layers {
 		if l == nil {
 			continue
@@ -72,7 +76,13 @@ func EffectiveProxy(spec *kamalv1.DeploymentSpec, roleName string) *Proxy {
 			p.AppPort = *l.AppPort
 		}
 		if l.ForwardHeaders != nil {
-			p.ForwardHeaders = *l.ForwardHeaders
+			forward = l.ForwardHeaders
+		}
+		if l.SSL != nil {
+			p.SSL = *l.SSL
+		}
+		if l.SSLRedirect != nil {
+			redirect = l.SSLRedirect
 		}
 		if l.ResponseTimeout != nil {
 			p.ResponseTimeout = l.ResponseTimeout.Duration
@@ -108,5 +118,12 @@ func EffectiveProxy(spec *kamalv1.DeploymentSpec, roleName string) *Proxy {
 			}
 		}
 	}
+	// As Kamal: behind TLS the proxy is the edge, so the client's X-Forwarded-* are replaced
+	// unless asked otherwise; without TLS a load balancer in front usually set them.
+	p.ForwardHeaders = !p.SSL
+	if forward != nil {
+		p.ForwardHeaders = *forward
+	}
+	p.SSLRedirect = p.SSL && (redirect == nil || *redirect)
 	return p
 }

@@ -236,3 +236,33 @@ func TestCreateOptionsJoinTheNamespaceNetwork(t *testing.T) {
 		}
 	}
 }
+
+// With TLS the proxy is the edge: X-Forwarded-* are replaced unless asked, and plain HTTP is
+// redirected unless sslRedirect is false, as in Kamal.
+func TestEffectiveProxySSL(t *testing.T) {
+	spec := &kamalv1.DeploymentSpec{
+		PrimaryRole: "web",
+		Roles: map[string]kamalv1.Role{
+			"web":   {},
+			"api":   {Proxy: &kamalv1.Proxy{SSLRedirect: ptr.To(false)}},
+			"plain": {Proxy: &kamalv1.Proxy{SSL: ptr.To(false)}},
+			"fwd":   {Proxy: &kamalv1.Proxy{ForwardHeaders: ptr.To(true)}},
+		},
+		Proxy: &kamalv1.Proxy{Hosts: []string{"example.com"}, SSL: ptr.To(true)},
+	}
+	cases := map[string]struct{ ssl, redirect, forward bool }{
+		"web":   {true, true, false},
+		"api":   {true, false, false},
+		"plain": {false, false, true},
+		"fwd":   {true, true, true},
+	}
+	for role, want := range cases {
+		p := EffectiveProxy(spec, role)
+		if p.SSL != want.ssl || p.SSLRedirect != want.redirect || p.ForwardHeaders != want.forward {
+			t.Errorf("%s: ssl=%v redirect=%v forward=%v, want %+v", role, p.SSL, p.SSLRedirect, p.ForwardHeaders, want)
+		}
+		if r := p.Route("up:80", "ns/app"); r.RedirectHTTPS != want.redirect || r.ForwardHeaders != want.forward {
+			t.Errorf("%s: route %+v", role, r)
+		}
+	}
+}

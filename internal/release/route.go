@@ -35,6 +35,7 @@ func (p *Proxy) Route(upstream, owner string) proxy.Route {
 		Upstream:        upstream,
 		MaxRequestBody:  p.MaxRequestBody,
 		ForwardHeaders:  p.ForwardHeaders,
+		RedirectHTTPS:   p.SSLRedirect,
 		RequestBuffers:  p.RequestBuffer,
 		ResponseBuffers: p.ResponseBuffer,
 		Owner:           owner,

@@ -40,8 +40,13 @@ const (
 const oneOffGrace = 10 * time.Second
 
 // managerOptions are the controller's options in this suite, with proxyImage as the default proxy.
+// Once a test started Pebble (startPebble), the manager orders certificates from it.
 func managerOptions(proxyImage string) controllers.Options {
-	return controllers.Options{DefaultProxyImage: proxyImage, OneOffExitedGrace: oneOffGrace}
+	o := controllers.Options{DefaultProxyImage: proxyImage, OneOffExitedGrace: oneOffGrace}
+	if pebble != nil {
+		o.ACME = controllers.ACMEOptions{DirectoryURL: pebble.DirectoryURL, CABundle: pebble.CABundle}
+	}
+	return o
 }
 
 func TestMain(m *testing.M) {
@@ -96,5 +101,6 @@ func run(m *testing.M) int {
 	}
 	// A test may replace mgr; stop whichever runs at the end.
 	defer func() { mgr.Stop() }()
+	defer closePebble()
 	return m.Run()
 }

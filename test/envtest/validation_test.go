@@ -6,6 +6,7 @@ import (
 	"hash/fnv"
 	"strings"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -204,6 +205,12 @@ func TestInvalidSpecsAreRefused(t *testing.T) {
 		{"role ssl without any hosts", dep(func(d *kamalv1.Deployment) {
 			web(d, func(r *kamalv1.Role) { r.Proxy = &kamalv1.Proxy{SSL: ptr.To(true)} })
 		}), []string{"proxy.ssl needs proxy.hosts"}},
+		{"wildcard host with ssl and no certificate Secret", dep(func(d *kamalv1.Deployment) {
+			d.Spec.Proxy = &kamalv1.Proxy{SSL: ptr.To(true), Hosts: []string{"example.com", "*.example.com"}}
+		}), []string{"wildcard hosts with ssl need sslCertificateSecretRef"}},
+		{"role wildcard host with ssl and no certificate Secret", dep(func(d *kamalv1.Deployment) {
+			web(d, func(r *kamalv1.Role) { r.Proxy = &kamalv1.Proxy{SSL: ptr.To(true), Hosts: []string{"*.example.com"}} })
+		}), []string{"wildcard hosts with ssl need sslCertificateSecretRef"}},
 		{"maxParallel zero", dep(func(d *kamalv1.Deployment) { d.Spec.Rollout.MaxParallel = ptr.To(intstr.FromInt32(0)) }), []string{"maxParallel must be a positive number or a percentage"}},
 		{"maxParallel over 100%", dep(func(d *kamalv1.Deployment) { d.Spec.Rollout.MaxParallel = ptr.To(intstr.FromString("150%")) }), []string{"maxParallel must be a positive number or a percentage"}},
 		{"deployTimeout zero", dep(func(d *kamalv1.Deployment) { d.Spec.Rollout.DeployTimeout = dur("0s") }), []string{"deployTimeout must be positive"}},
@@ -417,6 +424,10 @@ func TestEdgeValuesAreAccepted(t *testing.T) {
 				a.Spec.Directories = append(a.Spec.Directories, fmt.Sprintf("%02d%s:/d", i, strings.Repeat("x", 505)))
 			}
 		})},
+		{"wildcard host with ssl and a certificate Secret", dep(func(d *kamalv1.Deployment) {
+			d.Spec.Proxy = &kamalv1.Proxy{SSL: ptr.To(true), Hosts: []string{"*.example.com"}, SSLCertificateSecretRef: &corev1.LocalObjectReference{Name: "wild-tls"}}
+		})},
+		{"wildcard host without ssl", dep(func(d *kamalv1.Deployment) { d.Spec.Proxy = &kamalv1.Proxy{Hosts: []string{"*.example.com"}} })},
 		{"proxy image without tag", srv(func(s *kamalv1.Server) { s.Spec.Proxy.Image = "registry.example.com:5000/kamal-proxy" })},
 		{"proxy image with tag", srv(func(s *kamalv1.Server) { s.Spec.Proxy.Image = "kamal-proxy:caddy-2.11.9" })},
 
@@ -479,5 +490,28 @@ func TestEdgeValuesAreAccepted(t *testing.T) {
 				t.Errorf("refused: %v", err)
 			}
 		})
+	}
+}
+
+// status.certificate is stored as the controller writes it.
+func TestCertificateStatusIsStored(t *testing.T) {
+	ctx := context.Background()
+	ns := newNamespace(t)
+	d := validDeployment(ns)
+	if err := k8s.Create(ctx, d); err != nil {
+		t.Fatal(err)
+	}
+	notAfter := metav1.NewTime(time.Now().Add(90 * 24 * time.Hour).Truncate(time.Second))
+	d.Status.Certificate = &kamalv1.CertificateStatus{Names: []string{"a.example.com"}, NotAfter: &notAfter, RenewAt: &notAfter,
+		SecretName: d.Name + "-kamal-tls", Failures: 2, LastFailure: &notAfter, NextOrderAt: &notAfter}
+	if err := k8s.Status().Update(ctx, d); err != nil {
+		t.Fatal(err)
+	}
+	var got kamalv1.Deployment
+	if err := k8s.Get(ctx, client.ObjectKeyFromObject(d), &got); err != nil {
+		t.Fatal(err)
+	}
+	if c := got.Status.Certificate; c == nil || c.Failures != 2 || !c.NotAfter.Equal(&notAfter) || c.SecretName != d.Name+"-kamal-tls" || len(c.Names) != 1 {
+		t.Errorf("status.certificate = %+v", got.Status.Certificate)
 	}
 }
