@@ -247,6 +247,22 @@ func TestHTTPSCertificates(t *testing.T) {
 		if strings.Contains(fmt.Sprintf("%+v", d.Status), "PRIVATE KEY") {
 			t.Error("status holds key material")
 		}
+		// Nor in the controllers' log: a line of the key's body, as it would appear however
+		// a log line escaped the PEM's newlines.
+		lines := strings.Split(key, "\n")
+		if len(lines) < 3 {
+			t.Fatalf("the key is not PEM: %d lines", len(lines))
+		}
+		if found, err := framework.LogContains(lines[1]); err != nil || found {
+			t.Errorf("the controllers' log holds the private key (%v)", err)
+		}
+		// Nor in any container's labels or command line on the hosts.
+		for _, h := range []*hosts.Host{env.Host(hostMain), env.Host(hostOther)} {
+			out := hostExec(t, h, "sh", "-c", "docker inspect $(docker ps -aq)")
+			if strings.Contains(out, lines[1]) {
+				t.Errorf("a container on %s carries the private key in its configuration", h.Name())
+			}
+		}
 	})
 
 	var fp string

@@ -7,9 +7,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -61,9 +63,37 @@ type ControlPlane struct {
 	dir        string
 }
 
+// logFile keeps a copy of everything the controllers log in this process, so a test can scan
+// it for what must never be logged (LogContains).
+var logFile *os.File
+
+func logWriter() io.Writer {
+	if logFile == nil {
+		if f, err := os.CreateTemp("", "kamal-operator-log-"); err == nil {
+			logFile = f
+		}
+	}
+	if logFile == nil {
+		return os.Stderr
+	}
+	return io.MultiWriter(os.Stderr, logFile)
+}
+
+// LogContains reports whether the controllers' log so far holds s.
+func LogContains(s string) (bool, error) {
+	if logFile == nil {
+		return false, errors.New("the controllers' log is not kept")
+	}
+	b, err := os.ReadFile(logFile.Name())
+	if err != nil {
+		return false, err
+	}
+	return strings.Contains(string(b), s), nil
+}
+
 // StartControlPlane starts the binaries in KUBEBUILDER_ASSETS with the CRDs of config/crd.
 func StartControlPlane() (*ControlPlane, error) {
-	logf.SetLogger(zap.New(zap.WriteTo(os.Stderr), zap.UseDevMode(true)))
+	logf.SetLogger(zap.New(zap.WriteTo(logWriter()), zap.UseDevMode(true)))
 	assets := os.Getenv("KUBEBUILDER_ASSETS")
 	if assets == "" {
 		return nil, errors.New("KUBEBUILDER_ASSETS is not set: run the suites through make, which builds kube-apiserver, etcd and kubectl first")
