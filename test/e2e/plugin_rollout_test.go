@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,24 +14,6 @@ import (
 	kamalv1 "github.com/kamal-operator/kamal-operator/api/v1alpha1"
 	"github.com/kamal-operator/kamal-operator/test/framework"
 )
-
-// lockedBuffer is a command's stdout read while it runs.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // One Deployment on one host, v1 then v2: history lists both, rollback returns to v1, status
 // shows it, and restart replaces the container with another of v1 while status -w follows.
@@ -103,7 +84,7 @@ func TestPluginHistoryRollbackStatusRestart(t *testing.T) {
 	watchCtx, stopWatch := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer stopWatch()
 	watcher := kamalCmd(watchCtx, t, ns, "status", name, "-w")
-	var watched lockedBuffer
+	var watched syncBuffer
 	var watchErr bytes.Buffer
 	watcher.Stdout, watcher.Stderr = &watched, &watchErr
 	if err := watcher.Start(); err != nil {
