@@ -28,12 +28,12 @@ type Problem struct {
 
 func (p *Problem) Error() string { return p.Message }
 
-// MaxJumpDepth bounds chains of jump Servers (and breaks cycles).
-const MaxJumpDepth = 4
+// maxJumpDepth bounds chains of jump Servers (and breaks cycles).
+const maxJumpDepth = 4
 
-// HostKeyNotRecorded is what a caller that may not trust on first use is told about a
+// hostKeyNotRecorded is what a caller that may not trust on first use is told about a
 // TrustOnFirstUse Server whose key is not recorded yet.
-const HostKeyNotRecorded = "host key not recorded yet; waiting for the Server controller"
+const hostKeyNotRecorded = "host key not recorded yet; waiting for the Server controller"
 
 // KeyError is a failed read of a Server's SSH key Secret (for example Forbidden), naming the
 // Secret and the field that points at it.
@@ -75,7 +75,7 @@ func For(ctx context.Context, c client.Reader, srv *kamalv1.Server, mayTrust boo
 }
 
 func targetAt(ctx context.Context, c client.Reader, srv *kamalv1.Server, mayTrust bool, depth int) (*remote.Target, *Problem, error) {
-	if depth > MaxJumpDepth {
+	if depth > maxJumpDepth {
 		return nil, &Problem{Reason: kamalv1.ReasonInvalidSpec, Message: "jump hosts nest too deep (or form a cycle)"}, nil
 	}
 	signer, problem, err := signerFrom(ctx, c, srv.Namespace, srv.Spec.SSHKeySecretRef.Name, "spec.sshKeySecretRef")
@@ -92,7 +92,7 @@ func targetAt(ctx context.Context, c client.Reader, srv *kamalv1.Server, mayTrus
 	}
 	firstUse := srv.Spec.HostKeyPolicy == kamalv1.HostKeyTrustOnFirstUse && len(keys) == 0
 	if firstUse && !mayTrust {
-		return nil, &Problem{Reason: kamalv1.ReasonPending, Message: HostKeyNotRecorded}, nil
+		return nil, &Problem{Reason: kamalv1.ReasonPending, Message: hostKeyNotRecorded}, nil
 	}
 	t := &remote.Target{
 		Address: srv.Spec.Address, Port: int(srv.Spec.Port), User: srv.Spec.User,
