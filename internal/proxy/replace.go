@@ -136,14 +136,24 @@ func (a *Admin) RouteState(ctx context.Context) (RouteState, error) {
 }
 
 // Missing lists the routes of s that after lacks ("route <id>") or sends elsewhere
-// ("upstream <id>=<upstream>").
+// ("upstream <id>=<upstream>"). A route whose upstream after serves under another id is not
+// missing: its owner may take it over under its own id (an older proxy's route) as soon as the
+// new proxy answers, before the replacement looks.
 func (s RouteState) Missing(after RouteState) []string {
+	served := map[string]bool{}
+	for _, up := range after {
+		if up != "" {
+			served[up] = true
+		}
+	}
 	var out []string
 	for id, up := range s {
 		switch got, ok := after[id]; {
+		case ok && got == up:
+		case up != "" && served[up]:
 		case !ok:
 			out = append(out, "route "+id)
-		case got != up:
+		default:
 			out = append(out, "upstream "+id+"="+up)
 		}
 	}

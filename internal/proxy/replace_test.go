@@ -24,6 +24,14 @@ func TestRouteStateMissing(t *testing.T) {
 	if m, want := before.Missing(moved), []string{"upstream kamal-a=app-v1:80"}; !reflect.DeepEqual(m, want) {
 		t.Errorf("a changed upstream: missing = %v, want %v", m, want)
 	}
+	// The owner took an older proxy's route over under its own id before the check.
+	takenOver := RouteState{"ns/app/web": "app-v1:80", "kamal-b": ""}
+	if m := before.Missing(takenOver); len(m) != 0 {
+		t.Errorf("a route taken over under another id misses %v", m)
+	}
+	if m, want := before.Missing(RouteState{"ns/app/web": "app-v1:80"}), []string{"route kamal-b"}; !reflect.DeepEqual(m, want) {
+		t.Errorf("a route without upstream is kept only by its id: missing = %v, want %v", m, want)
+	}
 }
 
 func TestLastLine(t *testing.T) {
