@@ -71,6 +71,14 @@ func git(t testing.TB, dir string, args ...string) string {
 	return strings.TrimSpace(string(out))
 }
 
+func lastLines(s string, n int) string {
+	l := strings.Split(strings.TrimSpace(s), "\n")
+	if len(l) > n {
+		l = l[len(l)-n:]
+	}
+	return strings.Join(l, "\n")
+}
+
 func registrySecret(t testing.TB, ns, name, addr, user, password string) {
 	t.Helper()
 	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, Type: corev1.SecretTypeDockerConfigJson,
@@ -189,6 +197,7 @@ func TestPluginBuild(t *testing.T) {
 
 	t.Run("a wrong password fails the push with the registry's message", func(t *testing.T) {
 		r := run(2*time.Minute, "build", "--builder", srv.Name, "--image", repo, "--registry-secret", "wrong", "--tag", "wrong-password", dir)
+		t.Logf("stderr:\n%s", lastLines(r.Stderr, 3))
 		if r.Code == 0 || !strings.Contains(strings.ToLower(r.Stderr), "unauthorized") || !strings.Contains(r.Stderr, "push of "+repo+":wrong-password") {
 			t.Errorf("exit %d, stderr:\n%s", r.Code, r.Stderr)
 		}
@@ -200,6 +209,7 @@ func TestPluginBuild(t *testing.T) {
 			t.Fatal(err)
 		}
 		r := run(time.Minute, "build", "--builder", srv.Name, "--image", repo, "--tag", "broken", bad)
+		t.Logf("stderr:\n%s", lastLines(r.Stderr, 3))
 		if r.Code == 0 || !strings.Contains(strings.ToLower(r.Stderr), "unknown instruction: runn") {
 			t.Errorf("exit %d, stderr:\n%s", r.Code, r.Stderr)
 		}
