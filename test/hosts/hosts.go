@@ -540,23 +540,8 @@ func (e *Env) startRegistry(ctx context.Context) error {
 	})
 }
 
-const authRegistryConfig = `version: 0.1
-log:
-  level: warn
-  accesslog:
-    disabled: false
-storage:
-  filesystem:
-    rootdirectory: %s
-  delete:
-    enabled: true
-  maintenance:
-    uploadpurging:
-      enabled: false
-http:
-  addr: %s
-  secret: kamal-operator-test-auth-registry
-auth:
+// authRegistryConfig is registryConfig with htpasswd basic auth.
+const authRegistryConfig = registryConfig + `auth:
   htpasswd:
     realm: kamalop-auth-registry
     path: %s
