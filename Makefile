@@ -67,7 +67,7 @@ e2e: kube-binaries ## End-to-end: real hosts (netns + sshd + dockerd), registry,
 .PHONY: bench
 bench: kube-binaries ## Benchmarks against real hosts (connection setup, API calls, steady state).
 	KAMAL_E2E=1 go test -count=1 -run '^$$' -bench 'Connect|Engine' -benchtime 20x ./test/e2e/ -timeout 30m
-	KAMAL_E2E=1 go test -count=1 -run '^$$' -bench 'SteadyState|Deployment' -benchtime 1x ./test/e2e/ -timeout 30m
+	KAMAL_E2E=1 go test -count=1 -run '^$$' -bench 'SteadyState|Deployment|PluginBuild' -benchtime 1x ./test/e2e/ -timeout 30m
 
 .PHONY: kube-binaries
 kube-binaries: ## Build kube-apiserver, kubectl and etcd from their Go modules (cached in bin/k8s).

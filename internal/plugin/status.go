@@ -79,6 +79,8 @@ type statusReader struct {
 	ns, arg     string
 	errOut      io.Writer
 	eventsNoted bool
+	// until, when set, ends follow after a drawing for which it says done, or fails.
+	until func(*workload) (done bool, err error)
 }
 
 // read is the workload and its latest events. Events the user may not list are left out,
@@ -179,6 +181,11 @@ func (s *statusReader) follow(ctx context.Context, out io.Writer) error {
 				text = "\n" + text
 			}
 			if _, err := fmt.Fprint(out, text); err != nil {
+				return err
+			}
+		}
+		if s.until != nil {
+			if done, err := s.until(w); done || err != nil {
 				return err
 			}
 		}

@@ -1,11 +1,16 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net"
 	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -21,6 +26,7 @@ import (
 	kamalv1 "github.com/kamal-operator/kamal-operator/api/v1alpha1"
 	"github.com/kamal-operator/kamal-operator/internal/fleet"
 	"github.com/kamal-operator/kamal-operator/test/framework"
+	"github.com/kamal-operator/kamal-operator/test/images"
 
 	"github.com/kamal-operator/kamal-operator/internal/docker"
 	"github.com/kamal-operator/kamal-operator/internal/release"
@@ -289,4 +295,121 @@ func floorOnHost(ctx context.Context, h *fleet.Host, round int) error {
 		_, _ = h.Proxy.DeleteRoute(ctx, "bench-floor", 0)
 	}
 	return nil
+}
+
+// BenchmarkPluginBuild is a rebuild after one changed file, through kubectl kamal build (the
+// context sent as a tar over SSH to the builder's engine, then pushed), next to docker build
+// and docker push run on the builder host itself on a copy of the same context. Both reuse
+// the cached layers of what did not change. Each op is 3 rebuilds of each; the medians are
+// reported, and their ratio.
+func BenchmarkPluginBuild(b *testing.B) {
+	ctx := context.Background()
+	ns := newNamespace(b)
+	keySecret(b, ns)
+	h := env.Host(hostThird)
+	srv := serverFor(ns, "bench-builder", h)
+	createServer(b, srv)
+	waitReady(b, srv)
+
+	// The plugin as users run it: without the race detector.
+	bin := filepath.Join(b.TempDir(), "kubectl-kamal")
+	gb := exec.Command("go", "build", "-o", bin, "./cmd/kubectl-kamal")
+	gb.Dir = images.RepoRoot()
+	if out, err := gb.CombinedOutput(); err != nil {
+		b.Fatalf("building kubectl-kamal: %v\n%s", err, out)
+	}
+	app, err := images.BuildSampleApp(ctx, "bench", false)
+	if err != nil {
+		b.Fatal(err)
+	}
+	appData, err := os.ReadFile(app)
+	if err != nil {
+		b.Fatal(err)
+	}
+	// The same context here and on the host (whose /root is a folder of this machine).
+	local := b.TempDir()
+	onHost := "/root/bench-build-" + ns
+	remote := filepath.Join(h.StateDir(), "root", strings.TrimPrefix(onHost, "/root/"))
+	files := map[string][]byte{
+		"Dockerfile": []byte("FROM scratch\nCOPY sampleapp /sampleapp\nCOPY data/ /data/\nCOPY changing.txt /changing.txt\nENTRYPOINT [\"/sampleapp\"]\n"),
+		"sampleapp":  appData,
+	}
+	for i := 0; i < 200; i++ {
+		files[fmt.Sprintf("data/%03d.txt", i)] = bytes.Repeat([]byte(fmt.Sprintf("file %d\n", i)), 512)
+	}
+	write := func(name string, data []byte) {
+		for _, root := range []string{local, remote} {
+			p := filepath.Join(root, name)
+			if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+				b.Fatal(err)
+			}
+			if err := os.WriteFile(p, data, 0o755); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	for name, data := range files {
+		write(name, data)
+	}
+	b.Cleanup(func() { _ = os.RemoveAll(remote) })
+
+	repo := env.RegistryAddress() + "/benchbuild-" + ns
+	viaPlugin := func(tag string) (time.Duration, string) {
+		cmd := exec.Command(bin, "--kubeconfig", cp.Kubeconfig, "-n", ns, "build", "--builder", srv.Name, "--image", repo, "--tag", tag, local)
+		cmd.Env = append(os.Environ(), "NO_COLOR=1")
+		t0 := time.Now()
+		out, err := cmd.CombinedOutput()
+		d := time.Since(t0)
+		if err != nil {
+			b.Fatalf("kubectl kamal build: %v\n%s", err, out)
+		}
+		return d, string(out)
+	}
+	direct := func(tag string) (build, total time.Duration, out string) {
+		t0 := time.Now()
+		o, err := h.Exec(ctx, "env", "DOCKER_BUILDKIT=0", "docker", "build", "-t", repo+":"+tag, onHost)
+		build = time.Since(t0)
+		if err != nil {
+			b.Fatalf("docker build: %v\n%s", err, o)
+		}
+		if p, err := h.Exec(ctx, "docker", "push", repo+":"+tag); err != nil {
+			b.Fatalf("docker push: %v\n%s", err, p)
+		}
+		return build, time.Since(t0), string(o)
+	}
+	// First builds fill the cache and the registry.
+	write("changing.txt", []byte("first\n"))
+	viaPlugin("first")
+	direct("first-direct")
+
+	median := func(ds []time.Duration) time.Duration {
+		s := append([]time.Duration(nil), ds...)
+		sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+		return s[len(s)/2]
+	}
+	n := 0
+	for b.Loop() {
+		var plugin, dBuild, dTotal []time.Duration
+		for i := 0; i < 3; i++ {
+			n++
+			write("changing.txt", []byte(fmt.Sprintf("plugin %d\n", n)))
+			d, out := viaPlugin(fmt.Sprintf("p%d", n))
+			if strings.Count(out, "Using cache") < 2 {
+				b.Fatalf("the plugin's rebuild did not reuse the cached layers:\n%s", out)
+			}
+			plugin = append(plugin, d)
+			write("changing.txt", []byte(fmt.Sprintf("direct %d\n", n)))
+			bd, td, out := direct(fmt.Sprintf("d%d", n))
+			if strings.Count(out, "Using cache") < 2 {
+				b.Fatalf("docker build did not reuse the cached layers:\n%s", out)
+			}
+			dBuild, dTotal = append(dBuild, bd), append(dTotal, td)
+		}
+		p, db, dt := median(plugin), median(dBuild), median(dTotal)
+		b.Logf("rebuild + push: kubectl kamal build %v (each %v); on the host: docker build %v + push = %v (each %v)", p, plugin, db, dt, dTotal)
+		b.ReportMetric(p.Seconds(), "plugin-build-push-s")
+		b.ReportMetric(db.Seconds(), "docker-build-s")
+		b.ReportMetric(dt.Seconds(), "docker-build-push-s")
+		b.ReportMetric(p.Seconds()/dt.Seconds(), "plugin/docker-ratio")
+	}
 }

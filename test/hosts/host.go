@@ -323,7 +323,7 @@ func (h *Host) daemonJSON() string {
 		"exec-root":             "/var/run/docker",
 		"pidfile":               "/var/run/docker.pid",
 		"hosts":                 []string{"unix:///var/run/docker.sock"},
-		"insecure-registries":   []string{RegistryAddress},
+		"insecure-registries":   []string{RegistryAddress, AuthRegistryAddress},
 		"cgroup-parent":         h.netns,
 		"bip":                   dockerBIP,
 		"default-address-pools": pools,

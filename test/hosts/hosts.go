@@ -25,6 +25,8 @@ package hosts
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -38,20 +40,26 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/crypto/bcrypt"
+
 	"github.com/kamal-operator/kamal-operator/test/images"
 )
 
 // Names and addresses shared by every Env.
 const (
-	Prefix          = "kamalop"            // of every netns, link and cgroup this package makes
-	BridgeName      = "kamalop0"           // root-namespace bridge
-	JumpBridgeName  = "kamalopj0"          // bridge inside a jump host
-	Subnet          = "10.231.0.0/16"      // every address used
-	BridgeAddress   = "10.231.0.1"         // this machine on the bridge
-	RegistryAddress = "10.231.0.1:5000"    // the test registry (plain HTTP, insecure in every dockerd)
-	DefaultStateDir = "/tmp/kamalop-hosts" // per-run state: keys, configs, logs, Docker data
-	LockPath        = "/tmp/kamalop-hosts.lock"
-	MaxHosts        = 20
+	Prefix          = "kamalop"         // of every netns, link and cgroup this package makes
+	BridgeName      = "kamalop0"        // root-namespace bridge
+	JumpBridgeName  = "kamalopj0"       // bridge inside a jump host
+	Subnet          = "10.231.0.0/16"   // every address used
+	BridgeAddress   = "10.231.0.1"      // this machine on the bridge
+	RegistryAddress = "10.231.0.1:5000" // the test registry (plain HTTP, insecure in every dockerd)
+	// AuthRegistryAddress is a second, empty registry that asks for a password (htpasswd basic
+	// auth over plain HTTP, insecure in every dockerd): pushes and pulls with credentials.
+	AuthRegistryAddress = "10.231.0.1:5001"
+	AuthRegistryUser    = "kamal"
+	DefaultStateDir     = "/tmp/kamalop-hosts" // per-run state: keys, configs, logs, Docker data
+	LockPath            = "/tmp/kamalop-hosts.lock"
+	MaxHosts            = 20
 
 	rootNet   = "10.231.0.0/27"
 	jumpNet   = "10.231.0.32/27"
@@ -100,6 +108,8 @@ type Env struct {
 	mu        sync.Mutex
 	saveMu    sync.Mutex // serializes writes of state.json
 	registry  *proc
+	authReg   *proc
+	authPass  string
 	lock      *os.File
 	closed    bool
 	clientKey []byte
@@ -197,6 +207,9 @@ func Start(ctx context.Context, opts Options) (_ *Env, err error) {
 		return nil, err
 	}
 	if err := e.startRegistry(ctx); err != nil {
+		return nil, err
+	}
+	if err := e.startAuthRegistry(ctx); err != nil {
 		return nil, err
 	}
 	e.timings["network+registry"] = time.Since(t1)
@@ -332,6 +345,9 @@ func (e *Env) allProcs() []*proc {
 	if e.registry != nil {
 		ps = append(ps, e.registry)
 	}
+	if e.authReg != nil {
+		ps = append(ps, e.authReg)
+	}
 	e.mu.Unlock()
 	for _, h := range e.Hosts {
 		h.mu.Lock()
@@ -358,6 +374,12 @@ func (e *Env) StateDir() string { return e.stateDir }
 
 // RegistryAddress is host:port of the test registry, e.g. "10.231.0.1:5000".
 func (e *Env) RegistryAddress() string { return RegistryAddress }
+
+// AuthRegistry is the registry that asks for a password: its address, user and this run's
+// password (random, so that a search for it on a host finds only copies of this run's).
+func (e *Env) AuthRegistry() (addr, user, password string) {
+	return AuthRegistryAddress, AuthRegistryUser, e.authPass
+}
 
 // Image returns the registry reference of a fixture image: Image("sampleapp:v1") is
 // "10.231.0.1:5000/sampleapp:v1".
@@ -518,6 +540,61 @@ func (e *Env) startRegistry(ctx context.Context) error {
 	})
 }
 
+// authRegistryConfig is registryConfig with htpasswd basic auth.
+const authRegistryConfig = registryConfig + `auth:
+  htpasswd:
+    realm: kamalop-auth-registry
+    path: %s
+`
+
+// startAuthRegistry starts the registry with htpasswd auth, its password new for each run.
+func (e *Env) startAuthRegistry(ctx context.Context) error {
+	dir := filepath.Join(e.stateDir, "auth-registry")
+	if err := os.MkdirAll(filepath.Join(dir, "data"), 0o755); err != nil {
+		return err
+	}
+	rnd := make([]byte, 16)
+	if _, err := rand.Read(rnd); err != nil {
+		return err
+	}
+	pass := "pw-" + hex.EncodeToString(rnd)
+	hash, err := bcrypt.GenerateFromPassword([]byte(pass), bcrypt.DefaultCost)
+	if err != nil {
+		return err
+	}
+	htpasswd := filepath.Join(dir, "htpasswd")
+	if err := os.WriteFile(htpasswd, []byte(AuthRegistryUser+":"+string(hash)+"\n"), 0o600); err != nil {
+		return err
+	}
+	cfg := filepath.Join(dir, authRegistryConfigName)
+	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(authRegistryConfig, filepath.Join(dir, "data"), AuthRegistryAddress, htpasswd)), 0o644); err != nil {
+		return err
+	}
+	p, err := spawn("auth-registry", filepath.Join(dir, "registry.log"), "/usr/bin/docker-registry", "serve", cfg)
+	if err != nil {
+		return err
+	}
+	e.mu.Lock()
+	e.authReg, e.authPass = p, pass
+	e.mu.Unlock()
+	if err := e.save(); err != nil {
+		return err
+	}
+	// Up is when /v2/ answers at all: without credentials it says 401.
+	hc := &http.Client{Timeout: 2 * time.Second}
+	return poll(ctx, 30*time.Second, "registry at "+AuthRegistryAddress, func() (bool, error) {
+		if !p.running() {
+			return false, fmt.Errorf("registry exited: %s", tail(filepath.Join(dir, "registry.log")))
+		}
+		resp, err := hc.Get("http://" + AuthRegistryAddress + "/v2/")
+		if err != nil {
+			return false, nil
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusUnauthorized, nil
+	})
+}
+
 // poll calls cond every 50ms until it reports true, fails, ctx ends or timeout passes.
 func poll(ctx context.Context, timeout time.Duration, what string, cond func() (bool, error)) error {
 	deadline := time.Now().Add(timeout)
@@ -586,6 +663,7 @@ type record struct {
 	StateDir string          `json:"stateDir"`
 	OwnerPID int             `json:"ownerPID"`
 	Registry *procRecord     `json:"registry,omitempty"`
+	AuthReg  *procRecord     `json:"authRegistry,omitempty"`
 	Hosts    []hostRecord    `json:"hosts"`
 	Images   []images.Result `json:"images,omitempty"`
 }
@@ -611,6 +689,10 @@ func (e *Env) save() error {
 	if e.registry != nil {
 		rr := e.registry.rec
 		r.Registry = &rr
+	}
+	if e.authReg != nil {
+		ar := e.authReg.rec
+		r.AuthReg = &ar
 	}
 	r.Images = append(r.Images, e.images...)
 	e.mu.Unlock()

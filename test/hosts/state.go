@@ -79,7 +79,12 @@ func ourLinks() []string {
 	return links
 }
 
-// registryPIDs finds docker-registry processes serving a kamalop-registry.yml (this package's).
+// authRegistryConfigName names the config of the registry with auth; like kamalop-registry.yml
+// it identifies this package's process.
+const authRegistryConfigName = "kamalop-registry-auth.yml"
+
+// registryPIDs finds docker-registry processes serving a kamalop-registry.yml or
+// kamalop-registry-auth.yml (this package's).
 func registryPIDs() []int {
 	var pids []int
 	for _, pid := range allPIDs() {
@@ -89,7 +94,7 @@ func registryPIDs() []int {
 		}
 		args := strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
 		if len(args) >= 3 && filepath.Base(args[0]) == "docker-registry" && args[1] == "serve" &&
-			filepath.Base(args[2]) == "kamalop-registry.yml" {
+			(filepath.Base(args[2]) == "kamalop-registry.yml" || filepath.Base(args[2]) == authRegistryConfigName) {
 			pids = append(pids, pid)
 		}
 	}
@@ -110,6 +115,9 @@ func teardown(stateDir string, logf func(string, ...any)) error {
 	if rec != nil {
 		if rec.Registry != nil {
 			recorded = append(recorded, *rec.Registry)
+		}
+		if rec.AuthReg != nil {
+			recorded = append(recorded, *rec.AuthReg)
 		}
 		for _, h := range rec.Hosts {
 			if hostNetnsRE.MatchString(h.NetNS) {
