@@ -110,13 +110,14 @@ type deploymentScope struct {
 	steps    map[string]opStep // "role/server" of a deploy under way -> its step
 	failures map[string]string // "role/server" -> why its last deploy failed (retried)
 	halted   string            // a health check failed: the rollout halts
+	stalled  *refProblem       // retrying soon will not help (image not found)
+	busy     bool              // deploys run or wait
+	requeue  time.Duration
+	batchAt  time.Time // when the last batch finished, when one finished in this reconcile
+
 	// What the release phase found: releaseHold says why no host may switch yet (the release
 	// runs or waits); releaseFailed that it failed for this revision, which halts the rollout.
 	releaseHold, releaseFailed string
-	stalled                    *refProblem // retrying soon will not help (image not found)
-	busy                       bool        // deploys run or wait
-	requeue                    time.Duration
-	batchAt                    time.Time // when the last batch finished, when one finished in this reconcile
 }
 
 func (s *deploymentScope) requeueIn(d time.Duration) {
