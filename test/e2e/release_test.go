@@ -165,12 +165,11 @@ func TestReleaseCommand(t *testing.T) {
 
 	t.Run("the one-off collector leaves the release container alone", func(t *testing.T) {
 		kept := releaseContainers(true)
-		// Past the grace period of exited one-offs, an exec one-off that exits wakes the
-		// collector; once it has gone, the collector has passed over the release container.
 		get()
-		if wait := time.Until(d.Status.Release.FinishedAt.Add(oneOffGrace + time.Second)); wait > 0 {
-			time.Sleep(wait)
-		}
+		failed := *d.Status.Release
+		// An exec one-off made after the release container exits, and wakes the collector; once
+		// it is collected (past its grace period), the older release container was past its
+		// grace too, and the collector has passed over it.
 		name := ns + "-exec-left"
 		hostExec(t, h, "docker", "run", "--name", name, "--network", "none", "--entrypoint", "/usr/bin/caddy",
 			"--label", kamalv1.LabelManagedBy+"="+kamalv1.ManagerName, "--label", kamalv1.LabelNamespace+"="+ns,
@@ -184,6 +183,11 @@ func TestReleaseCommand(t *testing.T) {
 		})
 		if got := releaseContainers(true); strings.Join(got, " ") != strings.Join(kept, " ") {
 			t.Errorf("release containers %v after the collection, want %v", got, kept)
+		}
+		// Meanwhile the failed revision was not run again.
+		get()
+		if r := d.Status.Release; r == nil || r.Phase != kamalv1.ReleaseFailed || r.Container != failed.Container || !r.StartedAt.Equal(failed.StartedAt) {
+			t.Errorf("status.release %+v, was %+v", r, failed)
 		}
 	})
 
