@@ -514,7 +514,11 @@ func (r *DeploymentReconciler) report(ctx context.Context, s *deploymentScope) (
 			}
 			msg += "; " + strings.Join(parts, ", ")
 		}
-		conditions.MarkReconciling(&d.Status.Conditions, gen, kamalv1.ReasonRollingOut, msg)
+		reason := kamalv1.ReasonRollingOut
+		if s.releaseHold != "" {
+			reason = kamalv1.ReasonReleasing
+		}
+		conditions.MarkReconciling(&d.Status.Conditions, gen, reason, msg)
 		next := rolloutPoll
 		if s.requeue > 0 {
 			next = min(s.requeue, next)
