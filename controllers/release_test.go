@@ -1,13 +1,17 @@
 package controllers
 
 import (
+	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
 	kamalv1 "github.com/kamal-operator/kamal-operator/api/v1alpha1"
 )
@@ -110,5 +114,48 @@ func TestReleaseRevision(t *testing.T) {
 		if other == a {
 			t.Error("another revision, command or role has the same release revision")
 		}
+	}
+}
+
+// The revision follows spec.restartedAt (a restart runs the release again), while adding a
+// release command changes neither the revision nor any container's hash: nothing restarts.
+func TestReleaseRevisionInputs(t *testing.T) {
+	s := runtime.NewScheme()
+	if err := kamalv1.AddToScheme(s); err != nil {
+		t.Fatal(err)
+	}
+	r := &DeploymentReconciler{Client: fake.NewClientBuilder().WithScheme(s).Build()}
+	d := &kamalv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "app", UID: "uid-1"},
+		Spec: kamalv1.DeploymentSpec{
+			Image: "registry.test/app:v1", PrimaryRole: "web",
+			Roles: map[string]kamalv1.Role{"web": {}, "jobs": {Cmd: []string{"jobs"}}},
+			Env:   []kamalv1.EnvVar{{Name: "A", Value: "1"}},
+			Rollout: kamalv1.Rollout{ // the API's defaults
+				DeployTimeout: &metav1.Duration{Duration: 30 * time.Second}, ReadinessDelay: &metav1.Duration{Duration: 7 * time.Second},
+			},
+		},
+	}
+	resolve := func() (map[string]string, string) {
+		roles, rev, p, err := r.resolveRoles(context.Background(), d)
+		if err != nil || p != nil {
+			t.Fatal(err, p)
+		}
+		hashes := map[string]string{}
+		for n, role := range roles {
+			hashes[n] = role.Hash(string(d.UID))
+		}
+		return hashes, rev
+	}
+	hashes, rev := resolve()
+	d.Spec.Rollout.Release = &kamalv1.ReleaseCommand{Cmd: []string{"migrate"}}
+	if h, r2 := resolve(); r2 != rev || !maps.Equal(h, hashes) {
+		t.Errorf("adding a release changed the revision (%s → %s) or hashes (%v → %v)", rev, r2, hashes, h)
+	}
+	rel := releaseRevision(rev, d.Spec.Rollout.Release, "web")
+	d.Spec.RestartedAt = &metav1.Time{Time: time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC)}
+	_, restarted := resolve()
+	if restarted == rev || releaseRevision(restarted, d.Spec.Rollout.Release, "web") == rel {
+		t.Error("spec.restartedAt does not change the revision: a restart would not run the release")
 	}
 }
