@@ -88,6 +88,7 @@ type DeploymentReconciler struct {
 	wake          chan event.GenericEvent
 	ops           *targetOps
 	certs         *certOrders
+	releases      releaseOutcomes
 	acmeMu        sync.Mutex
 	acme          *acme.Client
 }
@@ -113,6 +114,10 @@ type deploymentScope struct {
 	busy     bool              // deploys run or wait
 	requeue  time.Duration
 	batchAt  time.Time // when the last batch finished, when one finished in this reconcile
+
+	// What the release phase found: releaseHold says why no host may switch yet (the release
+	// runs or waits); releaseFailed that it failed for this revision, which halts the rollout.
+	releaseHold, releaseFailed string
 }
 
 func (s *deploymentScope) requeueIn(d time.Duration) {
@@ -149,6 +154,7 @@ func (r *DeploymentReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 			r.waitForDependencies,
 			r.observe,
 			r.collectGarbage,
+			r.release,
 			r.rollout,
 			r.certificates,
 			r.report,
@@ -279,6 +285,10 @@ func (r *DeploymentReconciler) collectGarbage(ctx context.Context, s *deployment
 			}
 			delete(byRole, role)
 			if len(byRole) == 0 {
+				// Its stopped release containers go too: they would keep the network there.
+				if _, _, err := removeReleases(ctx, s.hosts[server], s.d.Namespace, s.d.Name, "", false); err != nil {
+					return nil, fmt.Errorf("on %s: %w", server, err)
+				}
 				dp.leftHost(ctx, s.hosts[server], server)
 			}
 		}
@@ -300,6 +310,9 @@ func (dp *deployer) leftHost(ctx context.Context, h *fleet.Host, server string) 
 // batches and roles keep their running version.
 func (r *DeploymentReconciler) rollout(ctx context.Context, s *deploymentScope) (*ctrl.Result, error) {
 	d := s.d
+	if s.releaseHold != "" || s.releaseFailed != "" {
+		return nil, nil // no host switches before the revision's release succeeded
+	}
 	if d.Status.FailedRevision == s.revision {
 		s.halted = "rollout halted: the health check failed for this spec; change the spec (or spec.restartedAt, e.g. with kubectl kamal restart) to retry"
 		if c := meta.FindStatusCondition(d.Status.Conditions, kamalv1.ConditionStalled); c != nil && c.Reason == kamalv1.ReasonHealthCheckFailed {
@@ -477,6 +490,9 @@ func (r *DeploymentReconciler) report(ctx context.Context, s *deploymentScope) (
 	case s.halted != "":
 		conditions.MarkStalled(&d.Status.Conditions, gen, kamalv1.ReasonHealthCheckFailed, s.halted)
 		return done(ctrl.Result{})
+	case s.releaseFailed != "":
+		conditions.MarkStalled(&d.Status.Conditions, gen, kamalv1.ReasonReleaseFailed, s.releaseFailed)
+		return done(ctrl.Result{})
 	case s.stalled != nil:
 		conditions.MarkStalled(&d.Status.Conditions, gen, s.stalled.Reason, s.stalled.Message+" (retried every "+stalledRetry.String()+")")
 		return done(ctrl.Result{RequeueAfter: stalledRetry})
@@ -488,6 +504,9 @@ func (r *DeploymentReconciler) report(ctx context.Context, s *deploymentScope) (
 		return done(ctrl.Result{RequeueAfter: max(min(s.requeue, rolloutPoll), time.Second)})
 	case s.busy || ready < total:
 		msg := "rolling out " + release.Version(d.Spec.Image) + ": " + progress
+		if s.releaseHold != "" {
+			msg += "; " + s.releaseHold
+		}
 		if len(s.steps) > 0 {
 			var parts []string
 			for _, k := range sortedKeys(s.steps) {
@@ -495,7 +514,11 @@ func (r *DeploymentReconciler) report(ctx context.Context, s *deploymentScope) (
 			}
 			msg += "; " + strings.Join(parts, ", ")
 		}
-		conditions.MarkReconciling(&d.Status.Conditions, gen, kamalv1.ReasonRollingOut, msg)
+		reason := kamalv1.ReasonRollingOut
+		if s.releaseHold != "" {
+			reason = kamalv1.ReasonReleasing
+		}
+		conditions.MarkReconciling(&d.Status.Conditions, gen, reason, msg)
 		next := rolloutPoll
 		if s.requeue > 0 {
 			next = min(s.requeue, next)
@@ -695,7 +718,11 @@ func (r *DeploymentReconciler) reconcileDelete(ctx context.Context, d *kamalv1.D
 				return ctrl.Result{}, err
 			}
 		}
-		if len(obs) > 0 {
+		released, _, err := removeReleases(ctx, h, d.Namespace, d.Name, "", true)
+		if err != nil {
+			return ctrl.Result{}, fmt.Errorf("on %s: %w", server, err)
+		}
+		if len(obs) > 0 || released > 0 {
 			dp.leftHost(ctx, h, server)
 		}
 		cctx, cancel := context.WithTimeout(ctx, hostReadTimeout)

@@ -14,6 +14,11 @@ const (
 	ReasonRolloutHalted     = "RolloutHalted"
 	ReasonImagePullFailed   = "ImagePullFailed"
 	ReasonWaitingForDeps    = "WaitingForAccessories"
+	// ReasonReleaseFailed: the release command of the new revision failed or timed out; the
+	// rollout halts before any host switches.
+	ReasonReleaseFailed = "ReleaseFailed"
+	// ReasonReleasing: the release command of the new revision runs.
+	ReasonReleasing = "Releasing"
 )
 
 // HTTPS: the CertificateReady condition, its reasons and events. CertificateReady is a
@@ -73,6 +78,7 @@ const AnnotationRestartedAt = "kamal.operator.dev/restartedAt"
 
 // DeploymentSpec is the app: Kamal's `service`, its `servers` roles and their settings.
 // +kubebuilder:validation:XValidation:rule="self.primaryRole in self.roles",message="primaryRole must name one of the roles"
+// +kubebuilder:validation:XValidation:rule="!has(self.rollout) || !has(self.rollout.release) || !has(self.rollout.release.role) || size(self.rollout.release.role) == 0 || self.rollout.release.role in self.roles",message="rollout.release.role must name one of the roles"
 // +kubebuilder:validation:XValidation:rule="self.roles.all(r, !(has(self.roles[r].proxy) && has(self.roles[r].proxy.ssl) ? self.roles[r].proxy.ssl : (has(self.proxy) && has(self.proxy.ssl) && self.proxy.ssl)) || (has(self.roles[r].proxy) && has(self.roles[r].proxy.hosts)) || (has(self.proxy) && has(self.proxy.hosts)))",message="proxy.ssl needs proxy.hosts: certificates are issued for host names"
 type DeploymentSpec struct {
 	// Image to run; its tag or digest is the version. Changing it rolls the new version out.
@@ -432,6 +438,72 @@ type Rollout struct {
 	// ParallelRoles boots the other roles together with the primary role instead of after it.
 	// +optional
 	ParallelRoles bool `json:"parallelRoles,omitempty"`
+
+	// Release runs a command in one container of each new revision before any host switches
+	// to it (database migrations; Heroku's release phase). The rollout waits for it and halts
+	// when it fails. It runs once per revision.
+	// +optional
+	Release *ReleaseCommand `json:"release,omitempty"`
+}
+
+// ReleaseCommand is the command run once per revision before the switch.
+type ReleaseCommand struct {
+	// Cmd is the command, run in the image with the role's env, volumes and options.
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=64
+	Cmd []string `json:"cmd"`
+
+	// Role whose env, volumes and options the release container gets, and on one of whose
+	// Ready servers it runs; the primary role when empty.
+	// +optional
+	// +kubebuilder:validation:MaxLength=63
+	Role string `json:"role,omitempty"`
+
+	// Timeout bounds the release; past it the container is killed and the release fails.
+	// +optional
+	// +kubebuilder:default="10m"
+	// +kubebuilder:validation:XValidation:rule="duration(self) > duration('0s')",message="release timeout must be positive"
+	// +kubebuilder:validation:XValidation:rule="duration(self) <= duration('24h')",message="release timeout must be at most 24h"
+	Timeout *metav1.Duration `json:"timeout,omitempty"`
+}
+
+// ReleasePhase is where a release command is.
+// +kubebuilder:validation:Enum=Running;Succeeded;Failed
+type ReleasePhase string
+
+// Release phases.
+const (
+	ReleaseRunning   ReleasePhase = "Running"
+	ReleaseSucceeded ReleasePhase = "Succeeded"
+	ReleaseFailed    ReleasePhase = "Failed"
+)
+
+// ReleaseStatus is the release command of the latest revision that needed one.
+type ReleaseStatus struct {
+	// Revision the release is for (the rollout revision and the release command).
+	Revision string `json:"revision"`
+	// Image it ran.
+	Image string `json:"image"`
+	// Server it ran on.
+	// +optional
+	Server string `json:"server,omitempty"`
+	// Container is its name on the server; it is kept, stopped, until the next release starts.
+	// +optional
+	Container string `json:"container,omitempty"`
+	// Phase of the release.
+	Phase ReleasePhase `json:"phase"`
+	// ExitCode of the command once it ended.
+	// +optional
+	ExitCode *int32 `json:"exitCode,omitempty"`
+	// StartedAt is when the container started.
+	// +optional
+	StartedAt *metav1.Time `json:"startedAt,omitempty"`
+	// FinishedAt is when it ended.
+	// +optional
+	FinishedAt *metav1.Time `json:"finishedAt,omitempty"`
+	// Message says why it failed, with the last lines of its output (Secret values redacted).
+	// +optional
+	Message string `json:"message,omitempty"`
 }
 
 // TargetState is the state of one role on one server.
@@ -529,6 +601,16 @@ type DeploymentStatus struct {
 	// Certificate is the HTTPS certificate served for the proxied roles' hosts (ssl: true).
 	// +optional
 	Certificate *CertificateStatus `json:"certificate,omitempty"`
+
+	// Release is the release command of the latest revision that needed one.
+	// +optional
+	Release *ReleaseStatus `json:"release,omitempty"`
+
+	// ReleasedRevisions are the revisions whose release command succeeded, newest first (at
+	// most 20): rolling back to one of them runs no release again.
+	// +optional
+	// +kubebuilder:validation:MaxItems=20
+	ReleasedRevisions []string `json:"releasedRevisions,omitempty"`
 }
 
 // Deployment is an app deployed to Servers with zero downtime: Kamal's `service`.

@@ -23,6 +23,9 @@ func TestExpired(t *testing.T) {
 		// A deployed container of the same namespace, however old and stopped, is never one.
 		{ID: "deployed", State: container.StateExited, Created: at(100 * time.Hour), Labels: map[string]string{
 			kamalv1.LabelManagedBy: kamalv1.ManagerName, kamalv1.LabelNamespace: "shop", kamalv1.LabelDeployment: "web"}},
+		// A release container is its Deployment's to remove, kept for its logs however old.
+		{ID: "release", Labels: ReleaseLabels("shop", "web", "abc"), State: container.StateExited, Created: at(100 * time.Hour)},
+		{ID: "release-running", Labels: ReleaseLabels("shop", "web", "abd"), State: container.StateRunning, Created: at(100 * time.Hour)},
 		// The label alone, on a container not made by kamal-operator, is not enough.
 		{ID: "foreign", State: container.StateExited, Created: at(100 * time.Hour), Labels: map[string]string{kamalv1.LabelOneOff: "exec"}},
 	}
@@ -47,5 +50,14 @@ func TestLabelsCarryNoWorkloadLabels(t *testing.T) {
 	}
 	if l[kamalv1.LabelOneOffFor] != "Accessory/db" || l[kamalv1.LabelNamespace] != "shop" {
 		t.Errorf("labels %v", l)
+	}
+	r := ReleaseLabels("shop", "web", "abc")
+	for _, k := range []string{kamalv1.LabelDeployment, kamalv1.LabelRole, kamalv1.LabelVersion, kamalv1.LabelSpecHash} {
+		if _, ok := r[k]; ok {
+			t.Errorf("a release container carries %s: the planner would take it for a version", k)
+		}
+	}
+	if r[kamalv1.LabelOneOff] != KindRelease || r[LabelRevision] != "abc" || r[kamalv1.LabelOneOffFor] != "Deployment/web" {
+		t.Errorf("release labels %v", r)
 	}
 }

@@ -36,6 +36,7 @@ type logsOptions struct {
 	tail         int
 	grep         string
 	timestamps   bool
+	release      bool
 }
 
 func newLogsCommand(o *Options) *cobra.Command {
@@ -51,11 +52,15 @@ stdout, as with kamal app logs. Without --tail, --since or --grep, the last 100 
 container are shown.
 
 With -f the logs are followed: when a deploy starts a new container (a new version, a restart),
-its lines follow without restarting the command; the old container's end when it stops.`,
+its lines follow without restarting the command; the old container's end when it stops.
+
+With --release, the output of the Deployment's latest release command (spec.rollout.release)
+is shown instead: its container is kept, stopped, until the next release starts.`,
 		Example: `  kubectl kamal logs myapp
   kubectl kamal logs myapp --role jobs --server web-2 --since 10m
   kubectl kamal logs myapp -f --grep 'status=5[0-9][0-9]'
-  kubectl kamal logs accessory/myapp-db --tail 20 --timestamps`,
+  kubectl kamal logs accessory/myapp-db --tail 20 --timestamps
+  kubectl kamal logs myapp --release`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if !cmd.Flags().Changed("tail") {
@@ -75,6 +80,7 @@ its lines follow without restarting the command; the old container's end when it
 	f.IntVar(&lo.tail, "tail", defaultTail, "the last N lines of each container, -1 for all; all by default with --since or --grep")
 	f.StringVar(&lo.grep, "grep", "", "only lines matching this regular expression (Go syntax)")
 	f.BoolVar(&lo.timestamps, "timestamps", false, "show Docker's timestamp of each line")
+	f.BoolVar(&lo.release, "release", false, "the output of the Deployment's latest release command")
 	return cmd
 }
 
@@ -105,6 +111,11 @@ func (lo *logsOptions) run(ctx context.Context, arg string) error {
 	if err != nil {
 		return err
 	}
+	if lo.release && lo.role == "" {
+		if lo.role, err = releaseRoleOf(w); err != nil {
+			return err
+		}
+	}
 	ps, err := w.placements(lo.role, lo.server)
 	if err != nil {
 		return err
@@ -132,6 +143,10 @@ func (lo *logsOptions) run(ctx context.Context, arg string) error {
 	}
 	if lo.tail >= 0 {
 		first.Tail = strconv.Itoa(lo.tail)
+	}
+
+	if lo.release {
+		return lo.dumpRelease(ctx, w, hosts, ps, out, first)
 	}
 
 	failed := 0

@@ -121,3 +121,31 @@ func join(parts ...string) string {
 	}
 	return strings.Join(out, "-")
 }
+
+// ReleaseContainerName is the host-side name of the container that runs a Deployment's release
+// command for revision: `<deployment>-release-<version>-<id>`, id being the first 8 hex digits
+// of a SHA-256 over namespace, UID, deployment and revision. It is the same on every host and
+// after a restart, so a release started once is found again instead of run twice. The version
+// is cut to its first 12 characters and the deployment to what is left of 63 characters; the
+// whole revision stays in the container's labels. A role named "release" has containers of
+// the same shape, but of another id: the controller still checks the labels of a container it
+// finds under this name before it takes it for its release.
+func ReleaseContainerName(namespace, uid, deployment, version, revision string) string {
+	sum := sha256.New()
+	for _, s := range []string{"kamal-release-v1", namespace, uid, deployment, revision} {
+		sum.Write([]byte(s))
+		sum.Write([]byte{0})
+	}
+	id := hex.EncodeToString(sum.Sum(nil))[:idDigits]
+	const word = "release"
+	d, v := dnsPart(deployment), strings.Trim(prefix(dnsPart(version), shortVersion), "-")
+	budget := MaxNameLength - len(word) - 1 - len(id) - 1 // "<word>-" and "-<id>"
+	if v != "" {
+		budget -= len(v) + 1
+	}
+	if d != "" {
+		budget-- // the '-' after it
+	}
+	d = strings.Trim(d[:min(len(d), max(budget, 0))], "-")
+	return join(d, word, v, id)
+}

@@ -218,3 +218,29 @@ func TestContainerNameExamples(t *testing.T) {
 		}
 	}
 }
+
+func TestReleaseContainerName(t *testing.T) {
+	a := ReleaseContainerName("shop", "uid-1", "dokuya", "v2", "rev-a")
+	if !strings.HasPrefix(a, "dokuya-release-v2-") || !ValidDNSLabel(a) {
+		t.Errorf("name %q", a)
+	}
+	if b := ReleaseContainerName("shop", "uid-1", "dokuya", "v2", "rev-a"); b != a {
+		t.Errorf("not deterministic: %q, %q", a, b)
+	}
+	for _, other := range []string{
+		ReleaseContainerName("shop", "uid-1", "dokuya", "v2", "rev-b"),
+		ReleaseContainerName("shop", "uid-2", "dokuya", "v2", "rev-a"),
+		ReleaseContainerName("blog", "uid-1", "dokuya", "v2", "rev-a"),
+	} {
+		if other == a {
+			t.Errorf("another revision or object has the same name %q", a)
+		}
+	}
+	long := ReleaseContainerName("ns", "uid", strings.Repeat("d", 53), "V1.4.2_RC-"+strings.Repeat("x", 100), "rev")
+	if !ValidDNSLabel(long) || !strings.Contains(long, "-release-v1-4-2-rc-") {
+		t.Errorf("long name %q (%d)", long, len(long))
+	}
+	if n := ReleaseContainerName("ns", "uid", "app", "", "rev"); !ValidDNSLabel(n) || !strings.HasPrefix(n, "app-release-") {
+		t.Errorf("no version: %q", n)
+	}
+}

@@ -195,6 +195,13 @@ func TestInvalidSpecsAreRefused(t *testing.T) {
 			d.Spec.Roles["Web_1"] = d.Spec.Roles["web"]
 		}), []string{"role names must be DNS labels"}},
 		{"primary role missing", dep(func(d *kamalv1.Deployment) { d.Spec.PrimaryRole = "api" }), []string{"primaryRole must name one of the roles"}},
+		{"release without a command", dep(func(d *kamalv1.Deployment) { d.Spec.Rollout.Release = &kamalv1.ReleaseCommand{} }), []string{"spec.rollout.release.cmd"}},
+		{"release role not in the spec", dep(func(d *kamalv1.Deployment) {
+			d.Spec.Rollout.Release = &kamalv1.ReleaseCommand{Cmd: []string{"migrate"}, Role: "jobs"}
+		}), []string{"rollout.release.role must name one of the roles"}},
+		{"release timeout zero", dep(func(d *kamalv1.Deployment) {
+			d.Spec.Rollout.Release = &kamalv1.ReleaseCommand{Cmd: []string{"migrate"}, Timeout: &metav1.Duration{}}
+		}), []string{"release timeout must be positive"}},
 		{"role servers by names and selector", dep(func(d *kamalv1.Deployment) {
 			web(d, func(r *kamalv1.Role) {
 				r.Servers.Selector = &metav1.LabelSelector{MatchLabels: map[string]string{"tier": "web"}}
@@ -406,6 +413,12 @@ func TestEdgeValuesAreAccepted(t *testing.T) {
 		{"image with capitals in the registry host and the tag", image("Registry.Example.com:5000/team/app:V1")},
 		{"image on an IP registry", image("10.231.0.1:5000/sampleapp:v1")},
 		{"image on localhost", image("localhost/app:v1")},
+		{"release of the primary role", dep(func(d *kamalv1.Deployment) {
+			d.Spec.Rollout.Release = &kamalv1.ReleaseCommand{Cmd: []string{"bin/rails", "db:migrate"}}
+		})},
+		{"release of a named role", dep(func(d *kamalv1.Deployment) {
+			d.Spec.Rollout.Release = &kamalv1.ReleaseCommand{Cmd: []string{"migrate"}, Role: "web", Timeout: &metav1.Duration{Duration: time.Hour}}
+		})},
 		{"image on Docker Hub", image("docker.io/shuirong/dokuya:2f3c9a1")},
 		{"image with separators", image("team/my__app.v2-beta--x/sub_dir:2024.01-rc_1")},
 		{"image by digest", image("team/app" + digest)},

@@ -12,6 +12,12 @@
 //	"get URL"          GETs URL and prints the body; exit 0 on 2xx, 1 otherwise with the error
 //	                   (or status) on stderr. Run in a container (docker exec) it shows what that
 //	                   container reaches by name, for the network isolation tests
+//	"release"          a release command (spec.rollout.release): inserts the row
+//	                   "release <version>" into kamal_rows at $DATABASE_URL, prints a few lines
+//	                   (and the value of the env var $RELEASE_ECHO names, when set, for the
+//	                   redaction tests), sleeps $RELEASE_SLEEP when set, and exits 0; it exits 1
+//	                   with a message in broken mode (-X main.broken=true or BROKEN=1), when
+//	                   $RELEASE_FAIL is set, or on a database error
 //
 // Endpoints:
 //
@@ -78,6 +84,8 @@ func main() {
 		os.Exit(worker())
 	case "version":
 		fmt.Println(appVersion())
+	case "release":
+		os.Exit(release(os.Stdout))
 	case "get":
 		if len(os.Args) != 3 {
 			fmt.Fprintf(os.Stderr, "usage: sampleapp get URL\n")
@@ -85,7 +93,7 @@ func main() {
 		}
 		os.Exit(get(os.Stdout, os.Stderr, os.Args[2]))
 	default:
-		fmt.Fprintf(os.Stderr, "usage: sampleapp [serve|healthcheck|worker|version|get URL]\n")
+		fmt.Fprintf(os.Stderr, "usage: sampleapp [serve|healthcheck|worker|version|release|get URL]\n")
 		os.Exit(2)
 	}
 }
