@@ -199,7 +199,7 @@ func Import(in Input) (*Result, error) {
 		case "aliases":
 			im.aliases(v)
 		case "builder":
-			im.warn(k, "not mapped: out of scope for import — builds are done with your own tools for now (CI builds and pushes the image; the Deployment takes its reference)")
+			im.warn(k, "not mapped: out of scope for import — build with `kubectl kamal deploy NAME --build` on a builder Server (docs/build.md maps each builder key), or let CI push the image")
 		case "hooks", "hooks_path", "hooks_output":
 			im.warn(k, "not mapped: hooks run on the machine that runs kamal; the controller has no equivalent (see docs/kamal-mapping.md, Hooks)")
 		case "minimum_version":
