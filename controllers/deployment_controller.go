@@ -105,6 +105,9 @@ type deploymentScope struct {
 	hosts       map[string]*fleet.Host
 	unreachable map[string]string
 	observed    map[string]map[string][]release.Observed
+	// observedAt is when the hosts' containers were listed: a deploy that ended after it
+	// left containers the list lacks.
+	observedAt time.Time
 
 	// What the rollout phase found, for the report.
 	steps    map[string]opStep // "role/server" of a deploy under way -> its step
@@ -255,6 +258,7 @@ func (r *DeploymentReconciler) observe(ctx context.Context, s *deploymentScope) 
 		return nil, err
 	}
 	s.observed = map[string]map[string][]release.Observed{}
+	s.observedAt = time.Now()
 	for server, h := range s.hosts {
 		obs, err := observeHost(ctx, h, s.d.Namespace, s.d.Name)
 		if err != nil {
@@ -390,6 +394,13 @@ func (r *DeploymentReconciler) rolloutRole(ctx context.Context, s *deploymentSco
 				}
 			case st.Err == nil && st.Finished.After(s.batchAt):
 				s.batchAt = st.Finished
+			}
+			if st.Finished.After(s.observedAt) {
+				// It ended after this reconcile listed the host: planning from that list would
+				// deploy the target again. Its end woke the Deployment; the next pass sees it.
+				busy = true
+				s.requeueIn(time.Second)
+				continue
 			}
 			r.ops.Forget(key)
 		}
