@@ -25,9 +25,9 @@ type engine struct {
 	host *Host
 
 	mu         sync.Mutex
-	containers map[string]*ctr     // by ID
-	images     map[string]*img     // by reference ("registry/app:tag")
-	networks   map[string]*netw    // by ID
+	containers map[string]*ctr  // by ID
+	images     map[string]*img  // by reference ("registry/app:tag")
+	networks   map[string]*netw // by ID
 	volumes    map[string]*volume.Volume
 	subs       map[*subscriber]struct{}
 	subnets    int
@@ -36,17 +36,17 @@ type engine struct {
 }
 
 type ctr struct {
-	id, name  string
-	created   time.Time
-	config    container.Config
-	host      container.HostConfig
-	state     container.ContainerState
-	exitCode  int
-	started   time.Time
-	finished  time.Time
-	networks  map[string]*network.EndpointSettings // by network name
-	restarts  int
-	healthy   bool // has a Docker healthcheck
+	id, name string
+	created  time.Time
+	config   container.Config
+	host     container.HostConfig
+	state    container.ContainerState
+	exitCode int
+	started  time.Time
+	finished time.Time
+	networks map[string]*network.EndpointSettings // by network name
+	restarts int
+	healthy  bool // has a Docker healthcheck
 }
 
 func (c *ctr) running() bool { return c.state == container.StateRunning }

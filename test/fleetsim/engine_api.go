@@ -251,7 +251,9 @@ func (e *engine) listContainers(w http.ResponseWriter, r *http.Request) {
 		out = append(out, e.summary(c, health))
 	}
 	e.mu.Unlock()
-	sort.Slice(out, func(i, j int) bool { return out[i].Created > out[j].Created || (out[i].Created == out[j].Created && out[i].ID < out[j].ID) })
+	sort.Slice(out, func(i, j int) bool {
+		return out[i].Created > out[j].Created || (out[i].Created == out[j].Created && out[i].ID < out[j].ID)
+	})
 	writeJSON(w, http.StatusOK, out)
 }
 
