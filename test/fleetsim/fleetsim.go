@@ -315,6 +315,17 @@ func (h *Host) Running(name string) bool {
 	return c != nil && c.running()
 }
 
+// ContainerImage returns the image of container name.
+func (h *Host) ContainerImage(name string) (string, bool) {
+	e := h.engine
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if c := e.lookup(name); c != nil {
+		return c.config.Image, true
+	}
+	return "", false
+}
+
 // Routes returns the upstreams of the host's proxy route table by route id.
 func (h *Host) Routes() map[string]string {
 	p := h.proxy

@@ -85,17 +85,17 @@ func TestHostAnswersTheControllersClients(t *testing.T) {
 	if err := h.Proxy.Ready(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := h.Proxy.PutRoute(ctx, "r1", proxy.Route{Hosts: []string{"a.test"}, Upstream: "app:80"}, 0, nil); err != nil {
+	if _, err := h.Proxy.PutRoute(ctx, "ns/app/web", proxy.Route{Hosts: []string{"a.test"}, Upstream: "app:80"}, 0, nil); err != nil {
 		t.Fatal(err)
 	}
 	var ce *proxy.ConflictError
-	if _, err := h.Proxy.PutRoute(ctx, "r2", proxy.Route{Hosts: []string{"a.test"}, Upstream: "other:80"}, 0, nil); !errors.As(err, &ce) || ce.Conflicts[0].ID != "r1" {
+	if _, err := h.Proxy.PutRoute(ctx, "r2", proxy.Route{Hosts: []string{"a.test"}, Upstream: "other:80"}, 0, nil); !errors.As(err, &ce) || ce.Conflicts[0].ID != "ns/app/web" {
 		t.Errorf("a conflicting route: %v", err)
 	}
-	if v, err := h.Proxy.SetUpstream(ctx, "r1", "app2:80"); err != nil || v < 2 {
+	if v, err := h.Proxy.SetUpstream(ctx, "ns/app/web", "app2:80"); err != nil || v < 2 {
 		t.Errorf("set upstream: %d %v", v, err)
 	}
-	if sim.Routes()["r1"] != "app2:80" {
+	if sim.Routes()["ns/app/web"] != "app2:80" {
 		t.Errorf("routes %v", sim.Routes())
 	}
 

@@ -44,7 +44,13 @@ func (f *Fleet) adminHandler() http.Handler {
 	route := func(pattern string, fn func(w http.ResponseWriter, r *http.Request, h *Host)) {
 		mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 			h := hostOf(r)
-			h.record("proxy " + pattern)
+			// Route ids hold slashes (namespace/deployment/role): {id...} in the pattern, {id}
+			// in the template.
+			tmpl := strings.Replace(pattern, "{id...}", "{id}", 1)
+			if _, up := strings.CutSuffix(r.PathValue("id"), "/upstream"); up && strings.HasPrefix(pattern, "PUT /kamal/routes/") {
+				tmpl += "/upstream"
+			}
+			h.record("proxy " + tmpl)
 			if d := h.Faults().Slow; d > 0 {
 				time.Sleep(d)
 			}
@@ -58,7 +64,7 @@ func (f *Fleet) adminHandler() http.Handler {
 		w.Header().Set(versionHeader, strconv.FormatInt(p.version, 10))
 		writeJSON(w, http.StatusOK, proxy.RouteTable{Version: p.version, Routes: p.routes})
 	})
-	route("GET /kamal/routes/{id}", func(w http.ResponseWriter, r *http.Request, h *Host) {
+	route("GET /kamal/routes/{id...}", func(w http.ResponseWriter, r *http.Request, h *Host) {
 		p := h.proxy
 		p.mu.Lock()
 		defer p.mu.Unlock()
@@ -70,7 +76,28 @@ func (f *Fleet) adminHandler() http.Handler {
 		}
 		writeJSON(w, http.StatusOK, rt)
 	})
-	route("PUT /kamal/routes/{id}", func(w http.ResponseWriter, r *http.Request, h *Host) {
+	route("PUT /kamal/routes/{id...}", func(w http.ResponseWriter, r *http.Request, h *Host) {
+		if id, up := strings.CutSuffix(r.PathValue("id"), "/upstream"); up {
+			var b struct {
+				Upstream string `json:"upstream"`
+			}
+			if !decodeStrict(w, r, &b) {
+				return
+			}
+			h.proxy.change(w, r, id, func(p *proxyState) (bool, error) {
+				rt, ok := p.routes[id]
+				if !ok {
+					return false, errNoRoute
+				}
+				if rt.Upstream == b.Upstream {
+					return false, nil
+				}
+				rt.Upstream = b.Upstream
+				p.routes[id] = rt
+				return true, nil
+			})
+			return
+		}
 		var b struct {
 			proxy.Route
 			Replaces []string `json:"replaces,omitempty"`
@@ -78,34 +105,16 @@ func (f *Fleet) adminHandler() http.Handler {
 		if !decodeStrict(w, r, &b) {
 			return
 		}
-		h.proxy.change(w, r, func(p *proxyState) (bool, error) { return p.put(r.PathValue("id"), b.Route, b.Replaces) })
+		id := r.PathValue("id")
+		h.proxy.change(w, r, id, func(p *proxyState) (bool, error) { return p.put(id, b.Route, b.Replaces) })
 	})
-	route("PUT /kamal/routes/{id}/upstream", func(w http.ResponseWriter, r *http.Request, h *Host) {
-		var b struct {
-			Upstream string `json:"upstream"`
-		}
-		if !decodeStrict(w, r, &b) {
-			return
-		}
-		h.proxy.change(w, r, func(p *proxyState) (bool, error) {
-			rt, ok := p.routes[r.PathValue("id")]
-			if !ok {
-				return false, errNoRoute
-			}
-			if rt.Upstream == b.Upstream {
+	route("DELETE /kamal/routes/{id...}", func(w http.ResponseWriter, r *http.Request, h *Host) {
+		id := r.PathValue("id")
+		h.proxy.change(w, r, id, func(p *proxyState) (bool, error) {
+			if _, ok := p.routes[id]; !ok {
 				return false, nil
 			}
-			rt.Upstream = b.Upstream
-			p.routes[r.PathValue("id")] = rt
-			return true, nil
-		})
-	})
-	route("DELETE /kamal/routes/{id}", func(w http.ResponseWriter, r *http.Request, h *Host) {
-		h.proxy.change(w, r, func(p *proxyState) (bool, error) {
-			if _, ok := p.routes[r.PathValue("id")]; !ok {
-				return false, nil
-			}
-			delete(p.routes, r.PathValue("id"))
+			delete(p.routes, id)
 			return true, nil
 		})
 	})
@@ -142,7 +151,7 @@ func (f *Fleet) adminHandler() http.Handler {
 		defer p.mu.Unlock()
 		writeJSON(w, http.StatusOK, map[string]any{"certificates": p.certs})
 	})
-	route("PUT /kamal/certificates/{id}", func(w http.ResponseWriter, r *http.Request, h *Host) {
+	route("PUT /kamal/certificates/{id...}", func(w http.ResponseWriter, r *http.Request, h *Host) {
 		var b struct{ Chain, Key string }
 		if !decodeStrict(w, r, &b) {
 			return
@@ -158,7 +167,7 @@ func (f *Fleet) adminHandler() http.Handler {
 		p.mu.Unlock()
 		writeJSON(w, http.StatusOK, c)
 	})
-	route("DELETE /kamal/certificates/{id}", func(w http.ResponseWriter, r *http.Request, h *Host) {
+	route("DELETE /kamal/certificates/{id...}", func(w http.ResponseWriter, r *http.Request, h *Host) {
 		p := h.proxy
 		p.mu.Lock()
 		delete(p.certs, r.PathValue("id"))
@@ -214,7 +223,7 @@ type preconditionError struct{}
 func (preconditionError) Error() string { return "the route table changed" }
 
 // change applies edit under If-Match and answers with the table's version.
-func (p *proxyState) change(w http.ResponseWriter, r *http.Request, edit func(*proxyState) (bool, error)) {
+func (p *proxyState) change(w http.ResponseWriter, r *http.Request, id string, edit func(*proxyState) (bool, error)) {
 	var ifMatch int64
 	if s := r.Header.Get("If-Match"); s != "" {
 		v, err := strconv.ParseInt(strings.Trim(strings.TrimSpace(s), `"`), 10, 64)
@@ -235,7 +244,7 @@ func (p *proxyState) change(w http.ResponseWriter, r *http.Request, edit func(*p
 	var ce *proxy.ConflictError
 	switch {
 	case err == errNoRoute:
-		caddyError(w, http.StatusNotFound, "no route %s", r.PathValue("id"))
+		caddyError(w, http.StatusNotFound, "no route %s", id)
 		return
 	case asConflict(err, &ce):
 		writeJSON(w, http.StatusConflict, struct {
