@@ -67,6 +67,9 @@ func TestSimulatedFleet(t *testing.T) {
 	if err := k8s.Create(ctx, key); err != nil {
 		t.Fatal(err)
 	}
+	// The manager outlives this test: its objects go (and their finalizers run on the hosts)
+	// before the hosts do.
+	t.Cleanup(func() { deleteSimObjects(t, ns) })
 
 	t0 := time.Now()
 	for _, h := range sim.Hosts() {
@@ -138,8 +141,35 @@ func TestSimulatedFleet(t *testing.T) {
 	waitSimDeployed(t, d, sim, "v2")
 	t.Logf("image change on %d hosts (maxParallel 25%%) Ready in %s", simHosts, time.Since(t0).Round(time.Millisecond))
 
+	// Each host should hold the proxy, the running v2 and the stopped v1 container.
+	for _, h := range sim.Hosts() {
+		if cs := h.Containers(); len(cs) != 3 {
+			t.Logf("%s holds %d containers: %v", h.Name, len(cs), cs)
+		}
+	}
 	b, _ := json.Marshal(d.Status)
 	t.Logf("Deployment status: %d bytes, %d targets listed; calls: %s", len(b), len(d.Status.Targets), callSummary(sim.Calls()))
+}
+
+// deleteSimObjects deletes the Deployments and Servers of ns and waits until they are gone.
+func deleteSimObjects(t *testing.T, ns string) {
+	ctx := context.Background()
+	_ = k8s.DeleteAllOf(ctx, &kamalv1.Deployment{}, client.InNamespace(ns))
+	eventually(t, 30*time.Second, func() error {
+		var list kamalv1.DeploymentList
+		if err := k8s.List(ctx, &list, client.InNamespace(ns)); err != nil || len(list.Items) > 0 {
+			return fmt.Errorf("%d deployments left (%v)", len(list.Items), err)
+		}
+		return nil
+	})
+	_ = k8s.DeleteAllOf(ctx, &kamalv1.Server{}, client.InNamespace(ns))
+	eventually(t, 30*time.Second, func() error {
+		var list kamalv1.ServerList
+		if err := k8s.List(ctx, &list, client.InNamespace(ns)); err != nil || len(list.Items) > 0 {
+			return fmt.Errorf("%d servers left (%v)", len(list.Items), err)
+		}
+		return nil
+	})
 }
 
 // waitSimDeployed waits until d is Ready for its generation with every target at version, and
