@@ -36,19 +36,58 @@ const removerLabel = kamalv1.LabelPrefix + "remover"
 // engineHandler serves the Engine API subset the controller calls; anything else is a 501
 // and an unknown call.
 func (f *Fleet) engineHandler() http.Handler {
+	mux := engineMux()
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// Versioned requests are served as unversioned ones: one engine answers every version
+		// from 1.12 to APIVersion, as a real one does.
+		r.URL.Path, r.URL.RawPath = unversioned(r.URL.Path), ""
+		mux.ServeHTTP(w, r)
+	})
+}
+
+func unversioned(path string) string {
+	if loc := versionPrefix.FindStringIndex(path); loc != nil {
+		return path[loc[1]-1:]
+	}
+	return path
+}
+
+// engineTemplate is the template a call is recorded under: the pattern it matched, with the
+// image name's catch-all written as in the Engine API's documentation.
+func engineTemplate(pattern string, r *http.Request) string {
+	switch {
+	case strings.HasPrefix(pattern, "GET /images/{name...}"):
+		return "GET /images/{name}/json"
+	case strings.HasPrefix(pattern, "DELETE /images/{name...}"):
+		return "DELETE /images/{name}"
+	case pattern == "GET /_ping":
+		return r.Method + " /_ping" // the client pings with HEAD, then GET
+	}
+	return pattern
+}
+
+// EngineTemplate is the template the simulator records an Engine API call under (versioned
+// or not), "" for a call it does not simulate. A test recording a real engine's calls uses it
+// to compare them with the simulator's.
+func EngineTemplate(method, path string) string {
+	r, err := http.NewRequest(method, "http://docker"+unversioned(path), nil)
+	if err != nil {
+		return ""
+	}
+	_, pattern := engineMux().Handler(r)
+	if pattern == "/" || pattern == "" {
+		return ""
+	}
+	return engineTemplate(pattern, r)
+}
+
+// engineMux routes the Engine API subset.
+func engineMux() *http.ServeMux {
 	mux := http.NewServeMux()
 	route := func(pattern string, fn func(w http.ResponseWriter, r *http.Request, e *engine)) {
 		mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 			h := hostOf(r)
-			tmpl := pattern
-			if strings.HasPrefix(pattern, "GET /images/{name...}") {
-				tmpl = "GET /images/{name}/json"
-			} else if strings.HasPrefix(pattern, "DELETE /images/{name...}") {
-				tmpl = "DELETE /images/{name}"
-			} else if pattern == "GET /_ping" {
-				tmpl = r.Method + " /_ping" // the client pings with HEAD, then GET
-			}
-			h.record(tmpl)
+			h.record(engineTemplate(pattern, r))
 			if d := h.Faults().Slow; d > 0 {
 				time.Sleep(d)
 			}
@@ -56,18 +95,18 @@ func (f *Fleet) engineHandler() http.Handler {
 		})
 	}
 	route("GET /_ping", func(w http.ResponseWriter, r *http.Request, e *engine) {
-		w.Header().Set("API-Version", f.opts.APIVersion)
+		w.Header().Set("API-Version", e.host.fleet.opts.APIVersion)
 		w.Header().Set("OSType", "linux")
 		w.Header().Set("Docker-Experimental", "false")
 		w.Header().Set("Cache-Control", "no-cache, no-store, must-revalidate")
 		_, _ = io.WriteString(w, "OK")
 	})
 	route("GET /version", func(w http.ResponseWriter, r *http.Request, e *engine) {
-		writeJSON(w, http.StatusOK, system.VersionResponse{Version: engineVersion, APIVersion: f.opts.APIVersion, MinAPIVersion: "1.12",
+		writeJSON(w, http.StatusOK, system.VersionResponse{Version: engineVersion, APIVersion: e.host.fleet.opts.APIVersion, MinAPIVersion: "1.12",
 			Os: "linux", Arch: "amd64", KernelVersion: kernelVersion, GoVersion: "go1.19.8"})
 	})
 	route("GET /info", func(w http.ResponseWriter, r *http.Request, e *engine) { writeJSON(w, http.StatusOK, e.info()) })
-	route("GET /events", f.events)
+	route("GET /events", func(w http.ResponseWriter, r *http.Request, e *engine) { e.events(w, r) })
 
 	route("GET /containers/json", func(w http.ResponseWriter, r *http.Request, e *engine) { e.listContainers(w, r) })
 	route("POST /containers/create", func(w http.ResponseWriter, r *http.Request, e *engine) { e.create(w, r) })
@@ -84,7 +123,7 @@ func (f *Fleet) engineHandler() http.Handler {
 	route("PUT /containers/{id}/archive", func(w http.ResponseWriter, r *http.Request, e *engine) { e.archive(w, r) })
 
 	route("GET /images/json", func(w http.ResponseWriter, r *http.Request, e *engine) { e.listImages(w, r) })
-	route("POST /images/create", func(w http.ResponseWriter, r *http.Request, e *engine) { e.pull(w, r, f.Delays().Pull) })
+	route("POST /images/create", func(w http.ResponseWriter, r *http.Request, e *engine) { e.pull(w, r, e.host.fleet.Delays().Pull) })
 	route("GET /images/{name...}", func(w http.ResponseWriter, r *http.Request, e *engine) { e.inspectImage(w, r) })
 	route("DELETE /images/{name...}", func(w http.ResponseWriter, r *http.Request, e *engine) { e.removeImage(w, r) })
 
@@ -103,15 +142,7 @@ func (f *Fleet) engineHandler() http.Handler {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		notImplemented(w, r, "engine")
 	})
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		// Versioned requests are served as unversioned ones: one engine answers every version
-		// from 1.12 to APIVersion, as a real one does.
-		if loc := versionPrefix.FindStringIndex(r.URL.Path); loc != nil {
-			r.URL.Path = r.URL.Path[loc[1]-1:]
-			r.URL.RawPath = ""
-		}
-		mux.ServeHTTP(w, r)
-	})
+	return mux
 }
 
 // notImplemented answers 501 and records the call as unknown.
@@ -167,7 +198,7 @@ func (e *engine) info() system.Info {
 
 // events streams the host's container events that pass the request's filters until the
 // client goes.
-func (f *Fleet) events(w http.ResponseWriter, r *http.Request, e *engine) {
+func (e *engine) events(w http.ResponseWriter, r *http.Request) {
 	flt, err := parseFilters(r)
 	if err != nil {
 		apiError(w, http.StatusBadRequest, "%v", err)

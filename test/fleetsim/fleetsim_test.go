@@ -197,3 +197,16 @@ var (
 	containerConfig = container.Config{Image: "registry.test/app:v1", Labels: map[string]string{kamalv1.LabelManagedBy: kamalv1.ManagerName}}
 	hostConfig      = container.HostConfig{NetworkMode: "kamal-ns"}
 )
+
+func TestEngineTemplate(t *testing.T) {
+	for _, c := range []struct{ method, path, want string }{
+		{"GET", "/v1.41/containers/abc/json", "GET /containers/{id}/json"},
+		{"HEAD", "/_ping", "HEAD /_ping"},
+		{"GET", "/v1.41/images/10.231.0.1:5000/sampleapp:v1/json", "GET /images/{name}/json"},
+		{"POST", "/v1.41/containers/abc/top", ""},
+	} {
+		if got := EngineTemplate(c.method, c.path); got != c.want {
+			t.Errorf("EngineTemplate(%s %s) = %q, want %q", c.method, c.path, got, c.want)
+		}
+	}
+}
