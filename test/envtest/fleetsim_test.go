@@ -2,10 +2,7 @@ package envtest
 
 import (
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"net/netip"
 	"sort"
@@ -13,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/crypto/ssh"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -34,15 +30,7 @@ const simHosts = 50
 func TestSimulatedFleet(t *testing.T) {
 	ctx := context.Background()
 	ns := newNamespace(t)
-	_, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	signer, err := ssh.NewSignerFromKey(priv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	block, err := ssh.MarshalPrivateKey(priv, "")
+	signer, keyPEM, err := fleetsim.ClientKey()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,7 +50,7 @@ func TestSimulatedFleet(t *testing.T) {
 	key := &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "sim-key"},
 		Type:       corev1.SecretTypeSSHAuth,
-		Data:       map[string][]byte{corev1.SSHAuthPrivateKey: pem.EncodeToMemory(block)},
+		Data:       map[string][]byte{corev1.SSHAuthPrivateKey: keyPEM},
 	}
 	if err := k8s.Create(ctx, key); err != nil {
 		t.Fatal(err)

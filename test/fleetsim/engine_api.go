@@ -348,9 +348,8 @@ func (e *engine) inspect(w http.ResponseWriter, r *http.Request) {
 	health := e.host.fleet.Delays().Health
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	c := e.lookup(r.PathValue("id"))
+	c := e.find(w, r)
 	if c == nil {
-		apiError(w, http.StatusNotFound, "No such container: %s", r.PathValue("id"))
 		return
 	}
 	st := &container.State{Status: c.state, Running: c.running(), ExitCode: c.exitCode,
@@ -377,6 +376,15 @@ func (e *engine) inspect(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
+// find looks the request's container up, answering 404 when there is none; e.mu held.
+func (e *engine) find(w http.ResponseWriter, r *http.Request) *ctr {
+	c := e.lookup(r.PathValue("id"))
+	if c == nil {
+		apiError(w, http.StatusNotFound, "No such container: %s", r.PathValue("id"))
+	}
+	return c
+}
+
 func timeString(t time.Time) string {
 	if t.IsZero() {
 		return "0001-01-01T00:00:00Z"
@@ -401,9 +409,8 @@ func (e *engine) start(w http.ResponseWriter, r *http.Request) {
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	c := e.lookup(r.PathValue("id"))
+	c := e.find(w, r)
 	if c == nil {
-		apiError(w, http.StatusNotFound, "No such container: %s", r.PathValue("id"))
 		return
 	}
 	if c.running() {
@@ -421,9 +428,8 @@ func (e *engine) start(w http.ResponseWriter, r *http.Request) {
 func (e *engine) stop(w http.ResponseWriter, r *http.Request, kill bool) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	c := e.lookup(r.PathValue("id"))
+	c := e.find(w, r)
 	if c == nil {
-		apiError(w, http.StatusNotFound, "No such container: %s", r.PathValue("id"))
 		return
 	}
 	if !c.running() {
@@ -451,9 +457,8 @@ func (e *engine) remove(w http.ResponseWriter, r *http.Request) {
 	force := r.URL.Query().Get("force") == "1" || r.URL.Query().Get("force") == "true"
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	c := e.lookup(r.PathValue("id"))
+	c := e.find(w, r)
 	if c == nil {
-		apiError(w, http.StatusNotFound, "No such container: %s", r.PathValue("id"))
 		return
 	}
 	if c.running() {
@@ -473,9 +478,8 @@ func (e *engine) rename(w http.ResponseWriter, r *http.Request) {
 	name := strings.TrimPrefix(r.URL.Query().Get("name"), "/")
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	c := e.lookup(r.PathValue("id"))
+	c := e.find(w, r)
 	if c == nil {
-		apiError(w, http.StatusNotFound, "No such container: %s", r.PathValue("id"))
 		return
 	}
 	for _, o := range e.containers {
@@ -501,9 +505,8 @@ func (e *engine) update(w http.ResponseWriter, r *http.Request) {
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	c := e.lookup(r.PathValue("id"))
+	c := e.find(w, r)
 	if c == nil {
-		apiError(w, http.StatusNotFound, "No such container: %s", r.PathValue("id"))
 		return
 	}
 	if req.RestartPolicy.Name != "" {

@@ -15,7 +15,10 @@ package fleetsim
 
 import (
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"net"
@@ -361,6 +364,24 @@ func (h *Host) logf(format string, args ...any) {
 	if h.fleet.opts.Logf != nil {
 		h.fleet.opts.Logf(h.Name+": "+format, args...)
 	}
+}
+
+// ClientKey makes an ed25519 client key: its signer (whose public key a fleet authorizes) and
+// its private key in OpenSSH PEM form (a Server's ssh-auth Secret).
+func ClientKey() (ssh.Signer, []byte, error) {
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return nil, nil, err
+	}
+	signer, err := ssh.NewSignerFromKey(priv)
+	if err != nil {
+		return nil, nil, err
+	}
+	block, err := ssh.MarshalPrivateKey(priv, "")
+	if err != nil {
+		return nil, nil, err
+	}
+	return signer, pem.EncodeToMemory(block), nil
 }
 
 func hostName(i int) string { return fmt.Sprintf("sim-%04d", i+1) }

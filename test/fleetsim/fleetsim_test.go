@@ -2,8 +2,6 @@ package fleetsim
 
 import (
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
 	"errors"
 	"net"
 	"net/http"
@@ -28,11 +26,7 @@ import (
 // startFleet runs n hosts on free ports and returns them with a client key they accept.
 func startFleet(t *testing.T, n int, d Delays) (*Fleet, ssh.Signer) {
 	t.Helper()
-	_, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	signer, err := ssh.NewSignerFromKey(priv)
+	signer, _, err := ClientKey()
 	if err != nil {
 		t.Fatal(err)
 	}
