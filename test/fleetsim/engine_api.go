@@ -84,60 +84,60 @@ func EngineTemplate(method, path string) string {
 // engineMux routes the Engine API subset.
 func engineMux() *http.ServeMux {
 	mux := http.NewServeMux()
-	route := func(pattern string, fn func(w http.ResponseWriter, r *http.Request, e *engine)) {
+	route := func(pattern string, fn func(e *engine, w http.ResponseWriter, r *http.Request)) {
 		mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 			h := hostOf(r)
 			h.record(engineTemplate(pattern, r))
 			if d := h.Faults().Slow; d > 0 {
 				time.Sleep(d)
 			}
-			fn(w, r, h.engine)
+			fn(h.engine, w, r)
 		})
 	}
-	route("GET /_ping", func(w http.ResponseWriter, r *http.Request, e *engine) {
+	route("GET /_ping", func(e *engine, w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("API-Version", e.host.fleet.opts.APIVersion)
 		w.Header().Set("OSType", "linux")
 		w.Header().Set("Docker-Experimental", "false")
 		w.Header().Set("Cache-Control", "no-cache, no-store, must-revalidate")
 		_, _ = io.WriteString(w, "OK")
 	})
-	route("GET /version", func(w http.ResponseWriter, r *http.Request, e *engine) {
+	route("GET /version", func(e *engine, w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, system.VersionResponse{Version: engineVersion, APIVersion: e.host.fleet.opts.APIVersion, MinAPIVersion: "1.12",
 			Os: "linux", Arch: "amd64", KernelVersion: kernelVersion, GoVersion: "go1.19.8"})
 	})
-	route("GET /info", func(w http.ResponseWriter, r *http.Request, e *engine) { writeJSON(w, http.StatusOK, e.info()) })
-	route("GET /events", func(w http.ResponseWriter, r *http.Request, e *engine) { e.events(w, r) })
+	route("GET /info", func(e *engine, w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, e.info()) })
+	route("GET /events", (*engine).events)
 
-	route("GET /containers/json", func(w http.ResponseWriter, r *http.Request, e *engine) { e.listContainers(w, r) })
-	route("POST /containers/create", func(w http.ResponseWriter, r *http.Request, e *engine) { e.create(w, r) })
-	route("POST /containers/prune", func(w http.ResponseWriter, r *http.Request, e *engine) { e.prune(w, r) })
-	route("GET /containers/{id}/json", func(w http.ResponseWriter, r *http.Request, e *engine) { e.inspect(w, r) })
-	route("POST /containers/{id}/start", func(w http.ResponseWriter, r *http.Request, e *engine) { e.start(w, r) })
-	route("POST /containers/{id}/stop", func(w http.ResponseWriter, r *http.Request, e *engine) { e.stop(w, r, false) })
-	route("POST /containers/{id}/kill", func(w http.ResponseWriter, r *http.Request, e *engine) { e.stop(w, r, true) })
-	route("DELETE /containers/{id}", func(w http.ResponseWriter, r *http.Request, e *engine) { e.remove(w, r) })
-	route("POST /containers/{id}/rename", func(w http.ResponseWriter, r *http.Request, e *engine) { e.rename(w, r) })
-	route("POST /containers/{id}/update", func(w http.ResponseWriter, r *http.Request, e *engine) { e.update(w, r) })
-	route("POST /containers/{id}/wait", func(w http.ResponseWriter, r *http.Request, e *engine) { e.wait(w, r) })
-	route("GET /containers/{id}/logs", func(w http.ResponseWriter, r *http.Request, e *engine) { e.logs(w, r) })
-	route("PUT /containers/{id}/archive", func(w http.ResponseWriter, r *http.Request, e *engine) { e.archive(w, r) })
+	route("GET /containers/json", (*engine).listContainers)
+	route("POST /containers/create", (*engine).create)
+	route("POST /containers/prune", (*engine).prune)
+	route("GET /containers/{id}/json", (*engine).inspect)
+	route("POST /containers/{id}/start", (*engine).start)
+	route("POST /containers/{id}/stop", func(e *engine, w http.ResponseWriter, r *http.Request) { e.stop(w, r, false) })
+	route("POST /containers/{id}/kill", func(e *engine, w http.ResponseWriter, r *http.Request) { e.stop(w, r, true) })
+	route("DELETE /containers/{id}", (*engine).remove)
+	route("POST /containers/{id}/rename", (*engine).rename)
+	route("POST /containers/{id}/update", (*engine).update)
+	route("POST /containers/{id}/wait", (*engine).wait)
+	route("GET /containers/{id}/logs", (*engine).logs)
+	route("PUT /containers/{id}/archive", (*engine).archive)
 
-	route("GET /images/json", func(w http.ResponseWriter, r *http.Request, e *engine) { e.listImages(w, r) })
-	route("POST /images/create", func(w http.ResponseWriter, r *http.Request, e *engine) { e.pull(w, r, e.host.fleet.Delays().Pull) })
-	route("GET /images/{name...}", func(w http.ResponseWriter, r *http.Request, e *engine) { e.inspectImage(w, r) })
-	route("DELETE /images/{name...}", func(w http.ResponseWriter, r *http.Request, e *engine) { e.removeImage(w, r) })
+	route("GET /images/json", (*engine).listImages)
+	route("POST /images/create", func(e *engine, w http.ResponseWriter, r *http.Request) { e.pull(w, r, e.host.fleet.Delays().Pull) })
+	route("GET /images/{name...}", (*engine).inspectImage)
+	route("DELETE /images/{name...}", (*engine).removeImage)
 
-	route("GET /networks", func(w http.ResponseWriter, r *http.Request, e *engine) { e.listNetworks(w, r) })
-	route("POST /networks/create", func(w http.ResponseWriter, r *http.Request, e *engine) { e.createNetwork(w, r) })
-	route("GET /networks/{id}", func(w http.ResponseWriter, r *http.Request, e *engine) { e.inspectNetwork(w, r) })
-	route("POST /networks/{id}/connect", func(w http.ResponseWriter, r *http.Request, e *engine) { e.connect(w, r, true) })
-	route("POST /networks/{id}/disconnect", func(w http.ResponseWriter, r *http.Request, e *engine) { e.connect(w, r, false) })
-	route("DELETE /networks/{id}", func(w http.ResponseWriter, r *http.Request, e *engine) { e.removeNetwork(w, r) })
+	route("GET /networks", (*engine).listNetworks)
+	route("POST /networks/create", (*engine).createNetwork)
+	route("GET /networks/{id}", (*engine).inspectNetwork)
+	route("POST /networks/{id}/connect", func(e *engine, w http.ResponseWriter, r *http.Request) { e.connect(w, r, true) })
+	route("POST /networks/{id}/disconnect", func(e *engine, w http.ResponseWriter, r *http.Request) { e.connect(w, r, false) })
+	route("DELETE /networks/{id}", (*engine).removeNetwork)
 
-	route("GET /volumes", func(w http.ResponseWriter, r *http.Request, e *engine) { e.listVolumes(w, r) })
-	route("POST /volumes/create", func(w http.ResponseWriter, r *http.Request, e *engine) { e.createVolume(w, r) })
-	route("GET /volumes/{name}", func(w http.ResponseWriter, r *http.Request, e *engine) { e.inspectVolume(w, r) })
-	route("DELETE /volumes/{name}", func(w http.ResponseWriter, r *http.Request, e *engine) { e.removeVolume(w, r) })
+	route("GET /volumes", (*engine).listVolumes)
+	route("POST /volumes/create", (*engine).createVolume)
+	route("GET /volumes/{name}", (*engine).inspectVolume)
+	route("DELETE /volumes/{name}", (*engine).removeVolume)
 
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		notImplemented(w, r, "engine")
