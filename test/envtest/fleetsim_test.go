@@ -1,0 +1,221 @@
+package envtest
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	kamalv1 "github.com/kamal-operator/kamal-operator/api/v1alpha1"
+	"github.com/kamal-operator/kamal-operator/internal/release"
+	"github.com/kamal-operator/kamal-operator/test/fleetsim"
+)
+
+// simHosts is the size of the simulated fleet of TestSimulatedFleet.
+const simHosts = 50
+
+// TestSimulatedFleet runs the controllers against 50 simulated hosts (test/fleetsim): every
+// Server Ready, a Deployment on all of them Ready, then an image change rolled out in batches
+// of 25% converges; the simulator must have answered every call.
+func TestSimulatedFleet(t *testing.T) {
+	ctx := context.Background()
+	ns := newNamespace(t)
+	signer, keyPEM, err := fleetsim.ClientKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sim, err := fleetsim.Start(fleetsim.Options{
+		Hosts: simHosts, Base: netip.MustParseAddr("127.1.0.1"), AuthorizedKey: signer.PublicKey(),
+		Delays: fleetsim.Delays{Pull: 20 * time.Millisecond, Start: 10 * time.Millisecond, Health: 300 * time.Millisecond},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(sim.Close)
+	t.Cleanup(func() {
+		if u := sim.Unknown(); len(u) > 0 {
+			t.Errorf("calls the simulator could not answer (add them to test/fleetsim):\n  %s", strings.Join(u, "\n  "))
+		}
+	})
+	key := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "sim-key"},
+		Type:       corev1.SecretTypeSSHAuth,
+		Data:       map[string][]byte{corev1.SSHAuthPrivateKey: keyPEM},
+	}
+	if err := k8s.Create(ctx, key); err != nil {
+		t.Fatal(err)
+	}
+	// The manager outlives this test: its objects go (and their finalizers run on the hosts)
+	// before the hosts do.
+	t.Cleanup(func() { deleteSimObjects(t, ns) })
+
+	t0 := time.Now()
+	for _, h := range sim.Hosts() {
+		s := &kamalv1.Server{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: h.Name, Labels: map[string]string{"fleet": "sim"}},
+			Spec: kamalv1.ServerSpec{
+				Address: h.Address.String(), Port: int32(h.Port), User: "root",
+				SSHKeySecretRef: corev1.LocalObjectReference{Name: key.Name},
+				KnownHosts:      []string{h.HostKey()},
+			},
+		}
+		if err := k8s.Create(ctx, s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, 30*time.Second, func() error {
+		var list kamalv1.ServerList
+		if err := k8s.List(ctx, &list, client.InNamespace(ns)); err != nil {
+			return err
+		}
+		var notReady []string
+		for _, s := range list.Items {
+			if c := meta.FindStatusCondition(s.Status.Conditions, kamalv1.ConditionReady); c == nil || c.Status != metav1.ConditionTrue {
+				notReady = append(notReady, fmt.Sprintf("%s: %+v", s.Name, c))
+			}
+		}
+		if len(list.Items) != simHosts || len(notReady) > 0 {
+			return fmt.Errorf("%d servers, not Ready: %v", len(list.Items), firstOf(notReady, 3))
+		}
+		return nil
+	})
+	t.Logf("%d Servers Ready in %s", simHosts, time.Since(t0).Round(time.Millisecond))
+
+	pct := intstr.FromString("25%")
+	d := &kamalv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "simapp"},
+		Spec: kamalv1.DeploymentSpec{
+			Image: "registry.sim.test/simapp:v1",
+			Roles: map[string]kamalv1.Role{
+				"web": {Servers: kamalv1.ServerSelector{Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"fleet": "sim"}}}},
+			},
+			Proxy: &kamalv1.Proxy{
+				Hosts:       []string{"simapp.test"},
+				Healthcheck: &kamalv1.ProxyHealthcheck{Interval: &metav1.Duration{Duration: 100 * time.Millisecond}},
+			},
+			Rollout: kamalv1.Rollout{
+				MaxParallel:   &pct,
+				DeployTimeout: &metav1.Duration{Duration: 15 * time.Second},
+				DrainTimeout:  &metav1.Duration{Duration: 5 * time.Second},
+				StopTimeout:   &metav1.Duration{Duration: 5 * time.Second},
+			},
+		},
+	}
+	if err := k8s.Create(ctx, d); err != nil {
+		t.Fatal(err)
+	}
+	t0 = time.Now()
+	waitSimDeployed(t, d, sim, "v1")
+	t.Logf("first deploy on %d hosts Ready in %s", simHosts, time.Since(t0).Round(time.Millisecond))
+
+	t0 = time.Now()
+	eventually(t, 10*time.Second, func() error {
+		if err := k8s.Get(ctx, client.ObjectKeyFromObject(d), d); err != nil {
+			return err
+		}
+		d.Spec.Image = "registry.sim.test/simapp:v2"
+		return k8s.Update(ctx, d)
+	})
+	waitSimDeployed(t, d, sim, "v2")
+	t.Logf("image change on %d hosts (maxParallel 25%%) Ready in %s", simHosts, time.Since(t0).Round(time.Millisecond))
+
+	// Each host should hold the proxy, the running v2 and the stopped v1 container.
+	for _, h := range sim.Hosts() {
+		if cs := h.Containers(); len(cs) != 3 {
+			t.Logf("%s holds %d containers: %v", h.Name, len(cs), cs)
+		}
+	}
+	b, _ := json.Marshal(d.Status)
+	t.Logf("Deployment status: %d bytes, %d targets listed; calls: %s", len(b), len(d.Status.Targets), callSummary(sim.Calls()))
+}
+
+// deleteSimObjects deletes the Deployments and Servers of ns and waits until they are gone.
+func deleteSimObjects(t *testing.T, ns string) {
+	ctx := context.Background()
+	_ = k8s.DeleteAllOf(ctx, &kamalv1.Deployment{}, client.InNamespace(ns))
+	eventually(t, 30*time.Second, func() error {
+		var list kamalv1.DeploymentList
+		if err := k8s.List(ctx, &list, client.InNamespace(ns)); err != nil || len(list.Items) > 0 {
+			return fmt.Errorf("%d deployments left (%v)", len(list.Items), err)
+		}
+		return nil
+	})
+	_ = k8s.DeleteAllOf(ctx, &kamalv1.Server{}, client.InNamespace(ns))
+	eventually(t, 30*time.Second, func() error {
+		var list kamalv1.ServerList
+		if err := k8s.List(ctx, &list, client.InNamespace(ns)); err != nil || len(list.Items) > 0 {
+			return fmt.Errorf("%d servers left (%v)", len(list.Items), err)
+		}
+		return nil
+	})
+}
+
+// waitSimDeployed waits until d is Ready for its generation with every target at version, and
+// every simulated host's proxy routes to a running container of that version.
+func waitSimDeployed(t *testing.T, d *kamalv1.Deployment, sim *fleetsim.Fleet, version string) {
+	t.Helper()
+	routeID := release.RouteID(d.Namespace, d.Name, "web")
+	eventually(t, 40*time.Second, func() error {
+		if err := k8s.Get(context.Background(), client.ObjectKeyFromObject(d), d); err != nil {
+			return err
+		}
+		c := meta.FindStatusCondition(d.Status.Conditions, kamalv1.ConditionReady)
+		if c == nil || c.Status != metav1.ConditionTrue || c.ObservedGeneration != d.Generation || d.Status.ObservedGeneration != d.Generation {
+			return fmt.Errorf("Ready = %+v, servers %s", c, d.Status.ServersReady)
+		}
+		if d.Status.ServersReady != fmt.Sprintf("%d/%d", simHosts, simHosts) || d.Status.Version != version {
+			return fmt.Errorf("servers ready %s, version %q", d.Status.ServersReady, d.Status.Version)
+		}
+		for _, h := range sim.Hosts() {
+			up := h.Routes()[routeID]
+			name, _, _ := strings.Cut(up, ":")
+			if !h.Running(name) || !hasVersion(h, name, version) {
+				return fmt.Errorf("%s routes %q, not a running container of %s (containers %v)", h.Name, up, version, h.Containers())
+			}
+		}
+		return nil
+	})
+}
+
+// hasVersion says whether container name on h runs the image tagged version.
+func hasVersion(h *fleetsim.Host, name, version string) bool {
+	img, ok := h.ContainerImage(name)
+	return ok && strings.HasSuffix(img, ":"+version)
+}
+
+func firstOf(list []string, n int) []string {
+	if len(list) > n {
+		return append(list[:n:n], fmt.Sprintf("… %d more", len(list)-n))
+	}
+	return list
+}
+
+// callSummary lists the calls by count, most first.
+func callSummary(calls map[string]int) string {
+	type kv struct {
+		k string
+		n int
+	}
+	var all []kv
+	total := 0
+	for k, n := range calls {
+		all = append(all, kv{k, n})
+		total += n
+	}
+	sort.Slice(all, func(i, j int) bool { return all[i].n > all[j].n || all[i].n == all[j].n && all[i].k < all[j].k })
+	var parts []string
+	for _, x := range all {
+		parts = append(parts, fmt.Sprintf("%s=%d", x.k, x.n))
+	}
+	return fmt.Sprintf("%d in all: %s", total, strings.Join(parts, ", "))
+}
