@@ -129,10 +129,11 @@ func TestSimulatedFleet(t *testing.T) {
 	waitSimDeployed(t, d, sim, "v2")
 	t.Logf("image change on %d hosts (maxParallel 25%%) Ready in %s", simHosts, time.Since(t0).Round(time.Millisecond))
 
-	// Each host should hold the proxy, the running v2 and the stopped v1 container.
+	// Each host holds the proxy, the running v2 and the stopped v1 container: a target deployed
+	// twice would leave a suffixed copy.
 	for _, h := range sim.Hosts() {
 		if cs := h.Containers(); len(cs) != 3 {
-			t.Logf("%s holds %d containers: %v", h.Name, len(cs), cs)
+			t.Errorf("%s holds %d containers, want the proxy, v1 and v2: %v", h.Name, len(cs), cs)
 		}
 	}
 	b, _ := json.Marshal(d.Status)
