@@ -180,7 +180,7 @@ func (r *ServerReconciler) connect(ctx context.Context, srv *kamalv1.Server) (*f
 	if r.Fleet.Lost(key) && meta.IsStatusConditionTrue(srv.Status.Conditions, kamalv1.ConditionReachable) {
 		// Say at once that the connection died; the redial, which may wait out a dial timeout
 		// on a cut network, comes with the next reconcile.
-		msg := "connection lost (keepalives unanswered or closed by the host); reconnecting"
+		msg := fmt.Sprintf("connection to %s@%s lost (keepalives unanswered or closed by the host); reconnecting", target.User, srv.Spec.Address)
 		r.markUnreachable(srv, kamalv1.ReasonUnreachable, msg)
 		conditions.MarkNotReady(&srv.Status.Conditions, gen, kamalv1.ReasonUnreachable, msg)
 		r.Recorder.Eventf(srv, nil, corev1.EventTypeWarning, kamalv1.ReasonUnreachable, "Connect", "%s", msg)

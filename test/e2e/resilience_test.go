@@ -18,7 +18,8 @@ import (
 	"github.com/kamal-operator/kamal-operator/test/framework"
 )
 
-// managerBinary builds cmd/ once per run.
+// managerBinary builds cmd/ once per run, into the repository's bin/ (a test's TempDir goes
+// with that test, and the binary is shared).
 var managerBinary string
 
 func buildManager(t *testing.T) string {
@@ -26,7 +27,7 @@ func buildManager(t *testing.T) string {
 	if managerBinary != "" {
 		return managerBinary
 	}
-	out := filepath.Join(t.TempDir(), "manager")
+	out := filepath.Join(framework.RepoRoot(), "bin", "e2e", "manager")
 	cmd := exec.Command("go", "build", "-o", out, "./cmd")
 	cmd.Dir = framework.RepoRoot()
 	if b, err := cmd.CombinedOutput(); err != nil {
