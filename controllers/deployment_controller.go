@@ -474,7 +474,7 @@ func maxParallel(mp *intstr.IntOrString) (count, percent int) {
 func (r *DeploymentReconciler) report(ctx context.Context, s *deploymentScope) (*ctrl.Result, error) {
 	d := s.d
 	gen := d.Generation
-	ready, total := r.fillTargets(s)
+	ready, total := fillTargets(s)
 	progress := fmt.Sprintf("%d of %d targets on %s", ready, total, release.Version(d.Spec.Image))
 	var homeless []string // roles whose only Servers are being deleted (placeAll stalls on none at all)
 	for _, role := range sortedKeys(d.Spec.Roles) {
@@ -509,7 +509,11 @@ func (r *DeploymentReconciler) report(ctx context.Context, s *deploymentScope) (
 		}
 		if len(s.steps) > 0 {
 			var parts []string
-			for _, k := range sortedKeys(s.steps) {
+			for i, k := range sortedKeys(s.steps) {
+				if i == listInMessage {
+					parts = append(parts, fmt.Sprintf("and %d more", len(s.steps)-i))
+					break
+				}
 				parts = append(parts, k+" "+string(s.steps[k]))
 			}
 			msg += "; " + strings.Join(parts, ", ")
@@ -542,12 +546,14 @@ func (r *DeploymentReconciler) report(ctx context.Context, s *deploymentScope) (
 	return done(ctrl.Result{RequeueAfter: next})
 }
 
-// fillTargets writes status.targets and the counts from what runs; it returns ready and total.
-func (r *DeploymentReconciler) fillTargets(s *deploymentScope) (int32, int32) {
+// fillTargets writes status.targets (bounded: see boundTargets), the counts and the guest
+// namespaces from what runs; it returns ready and total.
+func fillTargets(s *deploymentScope) (int32, int32) {
 	d := s.d
 	var targets []kamalv1.TargetStatus
 	var ready, total int32
-	for _, name := range release.SortedRoles(d.Spec.Roles, d.Spec.PrimaryRole) {
+	order := release.SortedRoles(d.Spec.Roles, d.Spec.PrimaryRole)
+	for _, name := range order {
 		hash := s.roles[name].Hash(string(d.UID))
 		for _, server := range s.placed[name] {
 			total++
@@ -579,18 +585,11 @@ func (r *DeploymentReconciler) fillTargets(s *deploymentScope) (int32, int32) {
 			targets = append(targets, ts)
 		}
 	}
-	d.Status.Targets = targets
+	d.Status.Targets, d.Status.TargetsNotListed, d.Status.Summary = boundTargets(targets, order)
+	d.Status.GuestNamespaces = guestNamespacesOf(s.placed, d.Status.GuestNamespaces, s.unreachable)
 	d.Status.ReadyTargets, d.Status.TotalTargets = ready, total
 	d.Status.ServersReady = fmt.Sprintf("%d/%d", ready, total)
 	return ready, total
-}
-
-func joinSorted(m map[string]string) string {
-	var parts []string
-	for _, k := range sortedKeys(m) {
-		parts = append(parts, k+" ("+m[k]+")")
-	}
-	return strings.Join(parts, ", ")
 }
 
 // resolveRoles builds each role's resolved container spec and hash. The revision identifies

@@ -114,6 +114,9 @@ func leavingMessage(leaving map[string][]string) string {
 		return ""
 	}
 	slices.Sort(names)
+	if len(names) > listInMessage {
+		names = append(names[:listInMessage], fmt.Sprintf("and %d more", len(names)-listInMessage))
+	}
 	if len(names) == 1 {
 		return "Server " + names[0] + " is being deleted: what ran there is removed"
 	}

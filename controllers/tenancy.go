@@ -252,6 +252,17 @@ func deploymentGuests(ctx context.Context, c client.Reader, d *kamalv1.Deploymen
 	for _, t := range d.Status.Targets {
 		inStatus = append(inStatus, t.Server)
 	}
+	// A bounded status.targets does not name every Server: each Server of the namespaces it
+	// placed on is looked at.
+	for _, ns := range d.Status.GuestNamespaces {
+		var l kamalv1.ServerList
+		if err := c.List(ctx, &l, client.InNamespace(ns)); err != nil {
+			return nil, err
+		}
+		for i := range l.Items {
+			inStatus = append(inStatus, ns+"/"+l.Items[i].Name)
+		}
+	}
 	return guestRefs(ctx, c, d.Namespace, selectorsOf(d), inStatus)
 }
 
