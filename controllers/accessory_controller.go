@@ -728,7 +728,7 @@ func (r *AccessoryReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		For(&kamalv1.Accessory{}).
 		Watches(&corev1.Secret{}, referrers(c, &kamalv1.AccessoryList{}, indexSecrets), builder.OnlyMetadata).
 		Watches(&corev1.ConfigMap{}, referrers(c, &kamalv1.AccessoryList{}, indexConfigMaps), builder.OnlyMetadata).
-		Watches(&kamalv1.Server{}, serverUsers(c, &kamalv1.AccessoryList{})).
+		Watches(&kamalv1.Server{}, serverUsers(c, &kamalv1.AccessoryList{}), builder.WithPredicates(serverChanged)).
 		Watches(&corev1.Namespace{}, namespaceGuests(c, &kamalv1.AccessoryList{}, r.watched), builder.WithPredicates(predicate.LabelChangedPredicate{})).
 		WatchesRawSource(source.Channel(r.wake, &handler.EnqueueRequestForObject{})).
 		WithOptions(controller.Options{MaxConcurrentReconciles: 4}).

@@ -788,7 +788,7 @@ func (r *DeploymentReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Watches(&corev1.Secret{}, referrers(c, &kamalv1.DeploymentList{}, indexSecrets), builder.OnlyMetadata).
 		Watches(&corev1.ConfigMap{}, referrers(c, &kamalv1.DeploymentList{}, indexConfigMaps), builder.OnlyMetadata).
 		Watches(&kamalv1.Accessory{}, referrers(c, &kamalv1.DeploymentList{}, indexAccessories)).
-		Watches(&kamalv1.Server{}, serverUsers(c, &kamalv1.DeploymentList{})).
+		Watches(&kamalv1.Server{}, serverUsers(c, &kamalv1.DeploymentList{}), builder.WithPredicates(serverChanged)).
 		Watches(&corev1.Namespace{}, namespaceGuests(c, &kamalv1.DeploymentList{}, r.watched), builder.WithPredicates(predicate.LabelChangedPredicate{})).
 		WatchesRawSource(source.Channel(r.wake, &handler.EnqueueRequestForObject{})).
 		WithOptions(controller.Options{MaxConcurrentReconciles: 4}).

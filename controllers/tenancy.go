@@ -329,28 +329,6 @@ func sameHost(c client.Client) handler.EventHandler {
 	})
 }
 
-// serverUsers maps a changed Server to the objects of list's kind that may place on it: every
-// one of its namespace (they may select it by label), and those of other namespaces that name it
-// or select Servers of its namespace.
-func serverUsers(c client.Client, list client.ObjectList) handler.EventHandler {
-	return handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, obj client.Object) []reconcile.Request {
-		var reqs []reconcile.Request
-		for _, opt := range []client.ListOption{
-			client.InNamespace(obj.GetNamespace()),
-			client.MatchingFields{indexGuestOf: obj.GetNamespace() + "/" + obj.GetName()},
-			client.MatchingFields{indexGuestOf: obj.GetNamespace() + "/*"},
-		} {
-			l := list.DeepCopyObject().(client.ObjectList)
-			if err := c.List(ctx, l, opt); err != nil {
-				ctrl.LoggerFrom(ctx).Error(err, "listing the users of a Server")
-				return nil
-			}
-			reqs = append(reqs, requestsFor(l)...)
-		}
-		return reqs
-	})
-}
-
 // namespaceGuests maps a relabelled Namespace to its objects of list's kind that place on
 // Servers of other namespaces: a Server's allowedNamespaces selector may now match it, or not.
 // watched are the namespaces the cache holds (nil: all); the others have no objects to wake.
