@@ -61,6 +61,10 @@ type AccessoryReconciler struct {
 	// APIReader reads an Accessory being deleted past the cache (when set): a reconcile queued
 	// while its finalizer went would otherwise clean its hosts up again from a stale copy.
 	APIReader client.Reader
+	// Workers reconcile Accessories at once (DefaultAccessoryWorkers when 0); Resync is the
+	// safety-net period of a converged one (DefaultAccessoryResync when 0).
+	Workers int
+	Resync  time.Duration
 
 	privateImages privateImages
 	wake          chan event.GenericEvent
@@ -250,7 +254,7 @@ func (r *AccessoryReconciler) report(_ context.Context, s *accessoryScope) (*ctr
 	}
 	a.Status.Image = a.Spec.Image
 	conditions.MarkReady(&a.Status.Conditions, gen, kamalv1.ReasonReconciled, fmt.Sprintf("%s runs as %s on %d servers", a.Spec.Image, s.spec.ContainerName, ready))
-	return done(ctrl.Result{RequeueAfter: accessoryResync})
+	return done(ctrl.Result{RequeueAfter: orDefault(r.Resync, accessoryResync)})
 }
 
 // resolve reads env values and file contents. Problems name the object and key, never a value.
@@ -731,7 +735,7 @@ func (r *AccessoryReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Watches(&kamalv1.Server{}, serverUsers(c, &kamalv1.AccessoryList{}), builder.WithPredicates(serverChanged)).
 		Watches(&corev1.Namespace{}, namespaceGuests(c, &kamalv1.AccessoryList{}, r.watched), builder.WithPredicates(predicate.LabelChangedPredicate{})).
 		WatchesRawSource(source.Channel(r.wake, &handler.EnqueueRequestForObject{})).
-		WithOptions(controller.Options{MaxConcurrentReconciles: 4}).
+		WithOptions(controller.Options{MaxConcurrentReconciles: orDefault(r.Workers, DefaultAccessoryWorkers)}).
 		Named("accessory").
 		Complete(r)
 }

@@ -83,6 +83,10 @@ type DeploymentReconciler struct {
 	Namespace string
 	// ACME are the settings of automatic certificates.
 	ACME ACMEOptions
+	// Workers reconcile Deployments at once (DefaultDeploymentWorkers when 0); Resync is the
+	// safety-net period of a converged one (DefaultDeploymentResync when 0).
+	Workers int
+	Resync  time.Duration
 
 	privateImages privateImages
 	wake          chan event.GenericEvent
@@ -539,7 +543,7 @@ func (r *DeploymentReconciler) report(ctx context.Context, s *deploymentScope) (
 	}
 	d.Status.Image, d.Status.Version = d.Spec.Image, release.Version(d.Spec.Image)
 	conditions.MarkReady(&d.Status.Conditions, gen, kamalv1.ReasonReconciled, fmt.Sprintf("%s serves on %d targets", release.Version(d.Spec.Image), total))
-	next := deploymentResync
+	next := orDefault(r.Resync, deploymentResync)
 	if s.requeue > 0 {
 		next = min(s.requeue, next) // a certificate's renewal or retry
 	}
@@ -791,7 +795,7 @@ func (r *DeploymentReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Watches(&kamalv1.Server{}, serverUsers(c, &kamalv1.DeploymentList{}), builder.WithPredicates(serverChanged)).
 		Watches(&corev1.Namespace{}, namespaceGuests(c, &kamalv1.DeploymentList{}, r.watched), builder.WithPredicates(predicate.LabelChangedPredicate{})).
 		WatchesRawSource(source.Channel(r.wake, &handler.EnqueueRequestForObject{})).
-		WithOptions(controller.Options{MaxConcurrentReconciles: 4}).
+		WithOptions(controller.Options{MaxConcurrentReconciles: orDefault(r.Workers, DefaultDeploymentWorkers)}).
 		Named("deployment").
 		Complete(r)
 }
