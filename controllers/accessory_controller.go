@@ -224,7 +224,7 @@ func (r *AccessoryReconciler) report(_ context.Context, s *accessoryScope) (*ctr
 			if st.State != kamalv1.TargetUnreachable {
 				failReason = kamalv1.ReasonContainerFailed
 			}
-			failed = append(failed, st.Server+": "+st.Message)
+			failed = append(failed, st.Server+": "+truncate(st.Message, entryMessageMax))
 		}
 		if p := s.refused[i]; p != nil && pull == nil {
 			pull = &refProblem{Reason: p.Reason, Message: st.Server + ": " + p.Message}
@@ -241,10 +241,10 @@ func (r *AccessoryReconciler) report(_ context.Context, s *accessoryScope) (*ctr
 		conditions.MarkStalled(&a.Status.Conditions, gen, pull.Reason, pull.Message+" (retried every "+stalledRetry.String()+")")
 		return done(ctrl.Result{RequeueAfter: stalledRetry})
 	case len(failed) > 0:
-		conditions.MarkNotReady(&a.Status.Conditions, gen, failReason, strings.Join(failed, "; "))
+		conditions.MarkNotReady(&a.Status.Conditions, gen, failReason, joinFirst(failed, "; "))
 		return &ctrl.Result{RequeueAfter: 10 * time.Second}, s.gcErr
 	case len(starting) > 0:
-		conditions.MarkReconciling(&a.Status.Conditions, gen, kamalv1.ReasonStarting, "starting on "+strings.Join(starting, ", "))
+		conditions.MarkReconciling(&a.Status.Conditions, gen, kamalv1.ReasonStarting, "starting on "+joinFirst(starting, ", "))
 		return &ctrl.Result{RequeueAfter: time.Second}, s.gcErr
 	case s.gcErr != nil:
 		return nil, s.gcErr

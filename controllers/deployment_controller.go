@@ -513,14 +513,10 @@ func (r *DeploymentReconciler) report(ctx context.Context, s *deploymentScope) (
 		}
 		if len(s.steps) > 0 {
 			var parts []string
-			for i, k := range sortedKeys(s.steps) {
-				if i == listInMessage {
-					parts = append(parts, fmt.Sprintf("and %d more", len(s.steps)-i))
-					break
-				}
+			for _, k := range sortedKeys(s.steps) {
 				parts = append(parts, k+" "+string(s.steps[k]))
 			}
-			msg += "; " + strings.Join(parts, ", ")
+			msg += "; " + joinFirst(parts, ", ")
 		}
 		reason := kamalv1.ReasonRollingOut
 		if s.releaseHold != "" {

@@ -136,3 +136,11 @@ func joinSorted(m map[string]string) string {
 	}
 	return strings.Join(parts, ", ")
 }
+
+// joinFirst joins the first listInMessage items, then says how many more there are.
+func joinFirst(items []string, sep string) string {
+	if len(items) > listInMessage {
+		items = append(items[:listInMessage:listInMessage], fmt.Sprintf("and %d more", len(items)-listInMessage))
+	}
+	return strings.Join(items, sep)
+}

@@ -148,3 +148,16 @@ func TestTruncateKeepsRunesWhole(t *testing.T) {
 		t.Errorf("got %q", got)
 	}
 }
+
+func TestJoinFirst(t *testing.T) {
+	var items []string
+	for i := range 12 {
+		items = append(items, fmt.Sprint(i))
+	}
+	if got := joinFirst(items, ", "); got != "0, 1, 2, 3, 4, 5, 6, 7, 8, 9, and 2 more" || len(items) != 12 || items[10] != "10" {
+		t.Errorf("got %q (items %v)", got, items)
+	}
+	if got := joinFirst([]string{"a", "b"}, "; "); got != "a; b" {
+		t.Errorf("got %q", got)
+	}
+}
