@@ -20,6 +20,7 @@ import (
 	"github.com/kamal-operator/kamal-operator/controllers"
 	"github.com/kamal-operator/kamal-operator/internal/acme"
 	"github.com/kamal-operator/kamal-operator/internal/oneoff"
+	"github.com/kamal-operator/kamal-operator/internal/remote"
 	"github.com/kamal-operator/kamal-operator/internal/tenancy"
 )
 
@@ -60,6 +61,14 @@ func main() {
 	flag.StringVar(&watchNamespaces, "watch-namespaces", "", "Comma-separated namespaces whose Servers, Deployments and Accessories (and the Secrets and ConfigMaps they name) the controller watches; empty: all. Its own --namespace is always watched.")
 	flag.DurationVar(&oneOffExited, "one-off-exited-grace", oneoff.DefaultExitedGrace, "How long after its creation an exited one-off container of kubectl kamal (exec without --reuse) is left on a host before the controller removes it; the plugin removes its own when it ends.")
 	flag.DurationVar(&oneOffRunning, "one-off-running-grace", oneoff.DefaultRunningGrace, "How long after its creation a still running one-off container of kubectl kamal (an interactive session whose plugin was killed) is left on a host before the controller removes it.")
+	var tuning controllers.Options
+	flag.IntVar(&tuning.DeploymentWorkers, "deployment-workers", controllers.DefaultDeploymentWorkers, "How many Deployments are reconciled at once.")
+	flag.IntVar(&tuning.ServerWorkers, "server-workers", controllers.DefaultServerWorkers, "How many Servers are reconciled at once.")
+	flag.IntVar(&tuning.AccessoryWorkers, "accessory-workers", controllers.DefaultAccessoryWorkers, "How many Accessories are reconciled at once.")
+	flag.DurationVar(&tuning.DeploymentResync, "deployment-resync", controllers.DefaultDeploymentResync, "How long after a pass that found nothing to do a Deployment is looked at again (the safety net behind watches and docker events).")
+	flag.DurationVar(&tuning.ServerResync, "server-resync", controllers.DefaultServerResync, "How long after a pass that found nothing to do a Server is looked at again.")
+	flag.DurationVar(&tuning.AccessoryResync, "accessory-resync", controllers.DefaultAccessoryResync, "How long after a pass that found nothing to do an Accessory is looked at again.")
+	flag.IntVar(&tuning.MaxConcurrentDials, "max-concurrent-dials", remote.DefaultMaxConcurrentDials, "How many SSH connections to hosts are opened at once (others wait their turn; a host that fails is retried with backoff); -1: no bound.")
 	opts := zap.Options{Development: false}
 	var acmeOpts controllers.ACMEOptions
 	var acmeCABundle string
@@ -97,7 +106,10 @@ func main() {
 		}
 	}
 	ctrlOpts := controllers.Options{DefaultProxyImage: proxyImage, Namespace: namespace, WatchNamespaces: watch, Guests: guests,
-		OneOffExitedGrace: oneOffExited, OneOffRunningGrace: oneOffRunning, ACME: acmeOpts}
+		OneOffExitedGrace: oneOffExited, OneOffRunningGrace: oneOffRunning, ACME: acmeOpts,
+		DeploymentWorkers: tuning.DeploymentWorkers, ServerWorkers: tuning.ServerWorkers, AccessoryWorkers: tuning.AccessoryWorkers,
+		DeploymentResync: tuning.DeploymentResync, ServerResync: tuning.ServerResync, AccessoryResync: tuning.AccessoryResync,
+		MaxConcurrentDials: tuning.MaxConcurrentDials}
 	mgr, err := ctrl.NewManager(ctrl.GetConfigOrDie(), controllers.ManagerOptions(ctrl.Options{
 		Scheme:                  scheme,
 		Metrics:                 metricsOpts,

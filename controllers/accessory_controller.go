@@ -61,6 +61,10 @@ type AccessoryReconciler struct {
 	// APIReader reads an Accessory being deleted past the cache (when set): a reconcile queued
 	// while its finalizer went would otherwise clean its hosts up again from a stale copy.
 	APIReader client.Reader
+	// Workers reconcile Accessories at once (DefaultAccessoryWorkers when 0); Resync is the
+	// safety-net period of a converged one (DefaultAccessoryResync when 0).
+	Workers int
+	Resync  time.Duration
 
 	privateImages privateImages
 	wake          chan event.GenericEvent
@@ -220,7 +224,7 @@ func (r *AccessoryReconciler) report(_ context.Context, s *accessoryScope) (*ctr
 			if st.State != kamalv1.TargetUnreachable {
 				failReason = kamalv1.ReasonContainerFailed
 			}
-			failed = append(failed, st.Server+": "+st.Message)
+			failed = append(failed, st.Server+": "+truncate(st.Message, entryMessageMax))
 		}
 		if p := s.refused[i]; p != nil && pull == nil {
 			pull = &refProblem{Reason: p.Reason, Message: st.Server + ": " + p.Message}
@@ -237,10 +241,10 @@ func (r *AccessoryReconciler) report(_ context.Context, s *accessoryScope) (*ctr
 		conditions.MarkStalled(&a.Status.Conditions, gen, pull.Reason, pull.Message+" (retried every "+stalledRetry.String()+")")
 		return done(ctrl.Result{RequeueAfter: stalledRetry})
 	case len(failed) > 0:
-		conditions.MarkNotReady(&a.Status.Conditions, gen, failReason, strings.Join(failed, "; "))
+		conditions.MarkNotReady(&a.Status.Conditions, gen, failReason, joinFirst(failed, "; "))
 		return &ctrl.Result{RequeueAfter: 10 * time.Second}, s.gcErr
 	case len(starting) > 0:
-		conditions.MarkReconciling(&a.Status.Conditions, gen, kamalv1.ReasonStarting, "starting on "+strings.Join(starting, ", "))
+		conditions.MarkReconciling(&a.Status.Conditions, gen, kamalv1.ReasonStarting, "starting on "+joinFirst(starting, ", "))
 		return &ctrl.Result{RequeueAfter: time.Second}, s.gcErr
 	case s.gcErr != nil:
 		return nil, s.gcErr
@@ -250,7 +254,7 @@ func (r *AccessoryReconciler) report(_ context.Context, s *accessoryScope) (*ctr
 	}
 	a.Status.Image = a.Spec.Image
 	conditions.MarkReady(&a.Status.Conditions, gen, kamalv1.ReasonReconciled, fmt.Sprintf("%s runs as %s on %d servers", a.Spec.Image, s.spec.ContainerName, ready))
-	return done(ctrl.Result{RequeueAfter: accessoryResync})
+	return done(ctrl.Result{RequeueAfter: orDefault(r.Resync, accessoryResync)})
 }
 
 // resolve reads env values and file contents. Problems name the object and key, never a value.
@@ -728,10 +732,10 @@ func (r *AccessoryReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		For(&kamalv1.Accessory{}).
 		Watches(&corev1.Secret{}, referrers(c, &kamalv1.AccessoryList{}, indexSecrets), builder.OnlyMetadata).
 		Watches(&corev1.ConfigMap{}, referrers(c, &kamalv1.AccessoryList{}, indexConfigMaps), builder.OnlyMetadata).
-		Watches(&kamalv1.Server{}, serverUsers(c, &kamalv1.AccessoryList{})).
+		Watches(&kamalv1.Server{}, serverUsers(c, &kamalv1.AccessoryList{}), builder.WithPredicates(serverChanged)).
 		Watches(&corev1.Namespace{}, namespaceGuests(c, &kamalv1.AccessoryList{}, r.watched), builder.WithPredicates(predicate.LabelChangedPredicate{})).
 		WatchesRawSource(source.Channel(r.wake, &handler.EnqueueRequestForObject{})).
-		WithOptions(controller.Options{MaxConcurrentReconciles: 4}).
+		WithOptions(controller.Options{MaxConcurrentReconciles: orDefault(r.Workers, DefaultAccessoryWorkers)}).
 		Named("accessory").
 		Complete(r)
 }

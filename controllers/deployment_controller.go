@@ -83,6 +83,10 @@ type DeploymentReconciler struct {
 	Namespace string
 	// ACME are the settings of automatic certificates.
 	ACME ACMEOptions
+	// Workers reconcile Deployments at once (DefaultDeploymentWorkers when 0); Resync is the
+	// safety-net period of a converged one (DefaultDeploymentResync when 0).
+	Workers int
+	Resync  time.Duration
 
 	privateImages privateImages
 	wake          chan event.GenericEvent
@@ -485,7 +489,7 @@ func maxParallel(mp *intstr.IntOrString) (count, percent int) {
 func (r *DeploymentReconciler) report(ctx context.Context, s *deploymentScope) (*ctrl.Result, error) {
 	d := s.d
 	gen := d.Generation
-	ready, total := r.fillTargets(s)
+	ready, total := fillTargets(s)
 	progress := fmt.Sprintf("%d of %d targets on %s", ready, total, release.Version(d.Spec.Image))
 	var homeless []string // roles whose only Servers are being deleted (placeAll stalls on none at all)
 	for _, role := range sortedKeys(d.Spec.Roles) {
@@ -523,7 +527,7 @@ func (r *DeploymentReconciler) report(ctx context.Context, s *deploymentScope) (
 			for _, k := range sortedKeys(s.steps) {
 				parts = append(parts, k+" "+string(s.steps[k]))
 			}
-			msg += "; " + strings.Join(parts, ", ")
+			msg += "; " + joinFirst(parts, ", ")
 		}
 		reason := kamalv1.ReasonRollingOut
 		if s.releaseHold != "" {
@@ -546,19 +550,21 @@ func (r *DeploymentReconciler) report(ctx context.Context, s *deploymentScope) (
 	}
 	d.Status.Image, d.Status.Version = d.Spec.Image, release.Version(d.Spec.Image)
 	conditions.MarkReady(&d.Status.Conditions, gen, kamalv1.ReasonReconciled, fmt.Sprintf("%s serves on %d targets", release.Version(d.Spec.Image), total))
-	next := deploymentResync
+	next := orDefault(r.Resync, deploymentResync)
 	if s.requeue > 0 {
 		next = min(s.requeue, next) // a certificate's renewal or retry
 	}
 	return done(ctrl.Result{RequeueAfter: next})
 }
 
-// fillTargets writes status.targets and the counts from what runs; it returns ready and total.
-func (r *DeploymentReconciler) fillTargets(s *deploymentScope) (int32, int32) {
+// fillTargets writes status.targets (bounded: see boundTargets), the counts and the guest
+// namespaces from what runs; it returns ready and total.
+func fillTargets(s *deploymentScope) (int32, int32) {
 	d := s.d
 	var targets []kamalv1.TargetStatus
 	var ready, total int32
-	for _, name := range release.SortedRoles(d.Spec.Roles, d.Spec.PrimaryRole) {
+	order := release.SortedRoles(d.Spec.Roles, d.Spec.PrimaryRole)
+	for _, name := range order {
 		hash := s.roles[name].Hash(string(d.UID))
 		for _, server := range s.placed[name] {
 			total++
@@ -590,18 +596,11 @@ func (r *DeploymentReconciler) fillTargets(s *deploymentScope) (int32, int32) {
 			targets = append(targets, ts)
 		}
 	}
-	d.Status.Targets = targets
+	d.Status.Targets, d.Status.TargetsNotListed, d.Status.Summary = boundTargets(targets, order)
+	d.Status.GuestNamespaces = guestNamespacesOf(s.placed, d.Status.GuestNamespaces, s.unreachable)
 	d.Status.ReadyTargets, d.Status.TotalTargets = ready, total
 	d.Status.ServersReady = fmt.Sprintf("%d/%d", ready, total)
 	return ready, total
-}
-
-func joinSorted(m map[string]string) string {
-	var parts []string
-	for _, k := range sortedKeys(m) {
-		parts = append(parts, k+" ("+m[k]+")")
-	}
-	return strings.Join(parts, ", ")
 }
 
 // resolveRoles builds each role's resolved container spec and hash. The revision identifies
@@ -800,10 +799,10 @@ func (r *DeploymentReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Watches(&corev1.Secret{}, referrers(c, &kamalv1.DeploymentList{}, indexSecrets), builder.OnlyMetadata).
 		Watches(&corev1.ConfigMap{}, referrers(c, &kamalv1.DeploymentList{}, indexConfigMaps), builder.OnlyMetadata).
 		Watches(&kamalv1.Accessory{}, referrers(c, &kamalv1.DeploymentList{}, indexAccessories)).
-		Watches(&kamalv1.Server{}, serverUsers(c, &kamalv1.DeploymentList{})).
+		Watches(&kamalv1.Server{}, serverUsers(c, &kamalv1.DeploymentList{}), builder.WithPredicates(serverChanged)).
 		Watches(&corev1.Namespace{}, namespaceGuests(c, &kamalv1.DeploymentList{}, r.watched), builder.WithPredicates(predicate.LabelChangedPredicate{})).
 		WatchesRawSource(source.Channel(r.wake, &handler.EnqueueRequestForObject{})).
-		WithOptions(controller.Options{MaxConcurrentReconciles: 4}).
+		WithOptions(controller.Options{MaxConcurrentReconciles: orDefault(r.Workers, DefaultDeploymentWorkers)}).
 		Named("deployment").
 		Complete(r)
 }

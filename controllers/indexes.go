@@ -49,6 +49,9 @@ func SetupIndexes(ctx context.Context, mgr ctrl.Manager) error {
 			}
 		}
 	}
+	if err := setupSelectsIndex(ctx, mgr); err != nil {
+		return err
+	}
 	if err := setupClaimIndex(ctx, mgr); err != nil {
 		return err
 	}

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"slices"
 	"sort"
-	"strings"
 
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -117,7 +116,7 @@ func leavingMessage(leaving map[string][]string) string {
 	if len(names) == 1 {
 		return "Server " + names[0] + " is being deleted: what ran there is removed"
 	}
-	return "Servers " + strings.Join(names, ", ") + " are being deleted: what ran there is removed"
+	return "Servers " + joinFirst(names, ", ") + " are being deleted: what ran there is removed"
 }
 
 func sortedKeys[V any](m map[string]V) []string {

@@ -334,7 +334,7 @@ func (r *ServerReconciler) convergeProxy(ctx context.Context, srv *kamalv1.Serve
 		conditions.Set(&srv.Status.Conditions, gen, kamalv1.ConditionProxyUpgrade, metav1.ConditionFalse, kamalv1.ReasonProxyUpgradeFailed, msg)
 		conditions.MarkStalled(&srv.Status.Conditions, gen, kamalv1.ReasonProxyUpgradeFailed, msg)
 		ro.note(srv)
-		return &ctrl.Result{RequeueAfter: serverResync}, nil
+		return &ctrl.Result{RequeueAfter: orDefault(r.Resync, serverResync)}, nil
 	}
 	srv.Status.ProxyFailedHash = ""
 
@@ -400,7 +400,7 @@ func (r *ServerReconciler) convergeProxy(ctx context.Context, srv *kamalv1.Serve
 		ro.note(srv)
 		ctrl.LoggerFrom(ctx).Info("proxy upgrade failed", "server", serverKey(srv), "image", settings.Image, "outage", upErr.Outage, "steps", upErr.Steps)
 		r.wakeProxyWaiters(ctx, srv)
-		return &ctrl.Result{RequeueAfter: serverResync}, nil
+		return &ctrl.Result{RequeueAfter: orDefault(r.Resync, serverResync)}, nil
 	case errors.As(err, &pullErr):
 		// Nothing changed on the host; keep the turn and retry.
 		msg := fmt.Sprintf("%s; pulling %s failed, retrying in %s: %v", upMsg, settings.Image, proxyPullRetry, pullErr.Err)

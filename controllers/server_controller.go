@@ -16,6 +16,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/source"
@@ -58,6 +59,10 @@ type ServerReconciler struct {
 	// OneOffExitedGrace and OneOffRunningGrace are how long after their creation exited and
 	// running one-off containers of kubectl kamal are left on a host (oneoff.Default* when 0).
 	OneOffExitedGrace, OneOffRunningGrace time.Duration
+	// Workers reconcile Servers at once (DefaultServerWorkers when 0); Resync is the
+	// safety-net period of a converged one (DefaultServerResync when 0).
+	Workers int
+	Resync  time.Duration
 
 	wake chan event.GenericEvent
 }
@@ -131,7 +136,7 @@ func (r *ServerReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 			},
 			func(_ context.Context, s *serverScope) (*ctrl.Result, error) {
 				conditions.MarkReady(&s.srv.Status.Conditions, s.srv.Generation, kamalv1.ReasonReconciled, "connected, Docker and proxy ready")
-				after := serverResync
+				after := orDefault(r.Resync, serverResync)
 				if s.networksFailed {
 					after = networksRetry
 				}
@@ -401,6 +406,7 @@ func (r *ServerReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Watches(&kamalv1.Deployment{}, terminatingServers(mgr.GetClient())).
 		Watches(&kamalv1.Accessory{}, terminatingServers(mgr.GetClient())).
 		WatchesRawSource(source.Channel(r.wake, &handler.EnqueueRequestForObject{})).
+		WithOptions(controller.Options{MaxConcurrentReconciles: orDefault(r.Workers, DefaultServerWorkers)}).
 		Named("server").
 		Complete(r)
 }

@@ -10,6 +10,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 
 	"github.com/kamal-operator/kamal-operator/internal/fleet"
+	"github.com/kamal-operator/kamal-operator/internal/remote"
 	"github.com/kamal-operator/kamal-operator/internal/tenancy"
 )
 
@@ -42,6 +43,16 @@ type Options struct {
 	// sslCertificateSecretRef); the account key is kept in Secret ACMEAccountSecret of
 	// Namespace.
 	ACME ACMEOptions
+	// DeploymentWorkers, ServerWorkers and AccessoryWorkers are how many objects of each kind
+	// are reconciled at once (Default*Workers when 0).
+	DeploymentWorkers, ServerWorkers, AccessoryWorkers int
+	// DeploymentResync, ServerResync and AccessoryResync are how long after a pass that found
+	// nothing to do an object is looked at again, the safety net behind watches and docker
+	// events (Default*Resync when 0).
+	DeploymentResync, ServerResync, AccessoryResync time.Duration
+	// MaxConcurrentDials bounds the SSH connections being opened at once across all hosts
+	// (remote.DefaultMaxConcurrentDials when 0; negative: no bound).
+	MaxConcurrentDials int
 }
 
 func (o Options) namespace() string {
@@ -58,23 +69,27 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) (*fleet.Fleet, e
 		return nil, err
 	}
 	hosts := fleet.New(ctrl.Log.WithName("fleet"))
+	if opts.MaxConcurrentDials >= 0 {
+		hosts.Pool.MaxConcurrentDials = orDefault(opts.MaxConcurrentDials, remote.DefaultMaxConcurrentDials)
+	}
 	rec := mgr.GetEventRecorder(EventSource)
 	// One client for the three: Secrets and ConfigMaps read once per change, not per reconcile.
 	c := newRefClient(mgr.GetClient(), mgr.GetCache(), mgr.GetAPIReader())
 	images := privateImages{c: c, fresh: mgr.GetAPIReader(), namespace: opts.namespace()}
 	if err := (&ServerReconciler{Client: c, APIReader: mgr.GetAPIReader(), Recorder: rec, Fleet: hosts, DefaultProxyImage: opts.DefaultProxyImage,
-		KnownHostsNamespace: opts.namespace(), OneOffExitedGrace: opts.OneOffExitedGrace, OneOffRunningGrace: opts.OneOffRunningGrace}).SetupWithManager(mgr); err != nil {
+		KnownHostsNamespace: opts.namespace(), OneOffExitedGrace: opts.OneOffExitedGrace, OneOffRunningGrace: opts.OneOffRunningGrace,
+		Workers: opts.ServerWorkers, Resync: opts.ServerResync}).SetupWithManager(mgr); err != nil {
 		return nil, err
 	}
 	if err := (&KeySecretReconciler{Client: mgr.GetClient()}).SetupWithManager(mgr); err != nil {
 		return nil, err
 	}
 	if err := (&DeploymentReconciler{Client: c, Recorder: rec, Fleet: hosts, privateImages: images, Guests: opts.Guests, watched: cachedNamespaces(opts.WatchNamespaces, opts.namespace()),
-		APIReader: mgr.GetAPIReader(), Namespace: opts.namespace(), ACME: opts.ACME}).SetupWithManager(mgr); err != nil {
+		APIReader: mgr.GetAPIReader(), Namespace: opts.namespace(), ACME: opts.ACME, Workers: opts.DeploymentWorkers, Resync: opts.DeploymentResync}).SetupWithManager(mgr); err != nil {
 		return nil, err
 	}
 	if err := (&AccessoryReconciler{Client: c, Recorder: rec, Fleet: hosts, privateImages: images, Guests: opts.Guests, watched: cachedNamespaces(opts.WatchNamespaces, opts.namespace()), DefaultProxyImage: opts.DefaultProxyImage,
-		APIReader: mgr.GetAPIReader()}).SetupWithManager(mgr); err != nil {
+		APIReader: mgr.GetAPIReader(), Workers: opts.AccessoryWorkers, Resync: opts.AccessoryResync}).SetupWithManager(mgr); err != nil {
 		return nil, err
 	}
 	return hosts, nil

@@ -252,6 +252,17 @@ func deploymentGuests(ctx context.Context, c client.Reader, d *kamalv1.Deploymen
 	for _, t := range d.Status.Targets {
 		inStatus = append(inStatus, t.Server)
 	}
+	// A bounded status.targets does not name every Server: each Server of the namespaces it
+	// placed on is looked at.
+	for _, ns := range d.Status.GuestNamespaces {
+		var l kamalv1.ServerList
+		if err := c.List(ctx, &l, client.InNamespace(ns)); err != nil {
+			return nil, err
+		}
+		for i := range l.Items {
+			inStatus = append(inStatus, ns+"/"+l.Items[i].Name)
+		}
+	}
 	return guestRefs(ctx, c, d.Namespace, selectorsOf(d), inStatus)
 }
 
@@ -313,28 +324,6 @@ func sameHost(c client.Client) handler.EventHandler {
 					reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&s)})
 				}
 			}
-		}
-		return reqs
-	})
-}
-
-// serverUsers maps a changed Server to the objects of list's kind that may place on it: every
-// one of its namespace (they may select it by label), and those of other namespaces that name it
-// or select Servers of its namespace.
-func serverUsers(c client.Client, list client.ObjectList) handler.EventHandler {
-	return handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, obj client.Object) []reconcile.Request {
-		var reqs []reconcile.Request
-		for _, opt := range []client.ListOption{
-			client.InNamespace(obj.GetNamespace()),
-			client.MatchingFields{indexGuestOf: obj.GetNamespace() + "/" + obj.GetName()},
-			client.MatchingFields{indexGuestOf: obj.GetNamespace() + "/*"},
-		} {
-			l := list.DeepCopyObject().(client.ObjectList)
-			if err := c.List(ctx, l, opt); err != nil {
-				ctrl.LoggerFrom(ctx).Error(err, "listing the users of a Server")
-				return nil
-			}
-			reqs = append(reqs, requestsFor(l)...)
 		}
 		return reqs
 	})

@@ -540,6 +540,19 @@ type TargetStatus struct {
 	Message string `json:"message,omitempty"`
 }
 
+// TargetCount counts the targets of one role serving one version in one state.
+type TargetCount struct {
+	// Role name.
+	Role string `json:"role"`
+	// Version serving on these targets; empty where none runs.
+	// +optional
+	Version string `json:"version,omitempty"`
+	// State of these targets.
+	State TargetState `json:"state"`
+	// Count of targets.
+	Count int32 `json:"count"`
+}
+
 // DeployedImage is one entry of the deploy history.
 type DeployedImage struct {
 	// Image that was rolled out everywhere.
@@ -574,12 +587,31 @@ type DeploymentStatus struct {
 	// +optional
 	TotalTargets int32 `json:"totalTargets,omitempty"`
 
-	// Targets is each role on each server.
+	// Targets is each role on each server while there are at most 100 of them; beyond that,
+	// only the targets that are not Running (at most 100), and targetsNotListed counts the
+	// others. Summary counts all of them.
 	// +optional
 	// +listType=map
 	// +listMapKey=server
 	// +listMapKey=role
 	Targets []TargetStatus `json:"targets,omitempty"`
+
+	// TargetsNotListed counts the targets left out of targets (0 when it lists them all).
+	// +optional
+	TargetsNotListed int32 `json:"targetsNotListed,omitempty"`
+
+	// Summary counts every target by role, version and state, primary role first.
+	// +optional
+	// +listType=atomic
+	Summary []TargetCount `json:"summary,omitempty"`
+
+	// GuestNamespaces are the namespaces of Servers of other namespaces the Deployment runs on,
+	// or ran on and may still have containers on (a Server there was unreachable when it
+	// left): their Servers are looked at for containers to remove, which targets alone may
+	// not name once it is bounded.
+	// +optional
+	// +listType=set
+	GuestNamespaces []string `json:"guestNamespaces,omitempty"`
 
 	// FailedRevision identifies the spec (and resolved env) whose rollout failed its health
 	// check; it is not retried until the spec (spec.restartedAt included), a referenced Secret

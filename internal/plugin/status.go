@@ -350,8 +350,18 @@ func renderStatus(w *workload, events []corev1.Event, now time.Time) string {
 	writeTree(tw, root, "", "")
 	_ = tw.Flush()
 
-	b.WriteString("\nConditions:\n")
 	var rows [][]string
+	if d := w.Deployment; d != nil && d.Status.TargetsNotListed > 0 {
+		// The tree lists only the targets that are not Running: these count them all.
+		b.WriteString("\nTargets:\n")
+		for _, c := range d.Status.Summary {
+			rows = append(rows, []string{c.Role, c.Version, stateSymbol(c.State) + " " + string(c.State), fmt.Sprint(c.Count)})
+		}
+		writeTable(&b, []string{"ROLE", "VERSION", "STATE", "COUNT"}, rows)
+		rows = nil
+	}
+
+	b.WriteString("\nConditions:\n")
 	for _, c := range conds {
 		rows = append(rows, []string{c.Type, string(c.Status), c.Reason, ageAt(c.LastTransitionTime.Time, now), oneLine(c.Message)})
 	}
@@ -425,11 +435,28 @@ func deploymentTree(d *kamalv1.Deployment) *treeNode {
 				version: t.Version, info: joinInfo(t.Container, t.Message),
 			})
 		}
+		total := len(ts)
+		if d.Status.TargetsNotListed > 0 {
+			// A bounded status: the counts cover the targets the list leaves out.
+			running, total = 0, 0
+			for _, c := range d.Status.Summary {
+				if c.Role != r {
+					continue
+				}
+				total += int(c.Count)
+				if c.State == kamalv1.TargetRunning && c.Version == release.Version(d.Spec.Image) {
+					running += int(c.Count)
+				}
+			}
+			if more := total - len(ts); more > 0 {
+				role.children = append(role.children, &treeNode{name: fmt.Sprintf("… %d more", more), info: "not listed (see Targets)"})
+			}
+		}
 		sym := symHealthy
-		if running < len(ts) || len(ts) == 0 {
+		if running < total || total == 0 {
 			sym = symProgressing
 		}
-		role.status = fmt.Sprintf("%s %d/%d", sym, running, len(ts))
+		role.status = fmt.Sprintf("%s %d/%d", sym, running, total)
 		root.children = append(root.children, role)
 	}
 	return root

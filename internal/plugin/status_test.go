@@ -165,3 +165,71 @@ func TestLatestEventsKeepsTheNewestOldestFirst(t *testing.T) {
 		t.Errorf("latest events %v, want R9 … R0", rs)
 	}
 }
+
+// A Deployment on many Servers lists only its targets that are not Running: the roles count
+// them all, and a table of counts by version and state follows the tree.
+func TestRenderStatusOfALargeDeployment(t *testing.T) {
+	d := &kamalv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: "dokuya", Namespace: "shop", Generation: 2, UID: "u1"},
+		Spec: kamalv1.DeploymentSpec{
+			Image:       "registry.example.com/dokuya:v2",
+			PrimaryRole: "web",
+			Roles:       map[string]kamalv1.Role{"web": {}, "jobs": {}},
+		},
+		Status: kamalv1.DeploymentStatus{
+			CommonStatus: kamalv1.CommonStatus{ObservedGeneration: 2, Conditions: []metav1.Condition{
+				{Type: "Ready", Status: "False", Reason: "RollingOut", Message: "2997 of 3000 targets on v2; retrying: web/web-0042 (health check failed)", LastTransitionTime: ago(2 * time.Minute)},
+			}},
+			Image: "registry.example.com/dokuya:v1", Version: "v1", ServersReady: "2997/3000", ReadyTargets: 2997, TotalTargets: 3000,
+			Targets: []kamalv1.TargetStatus{
+				{Server: "web-0042", Role: "web", Version: "v1", Container: "dokuya-web-v1", State: "Failed", Message: "health check failed"},
+				{Server: "web-0007", Role: "web", State: "Unreachable", Message: "dial tcp 10.0.0.7:22: i/o timeout"},
+				{Server: "web-0007", Role: "jobs", State: "Unreachable", Message: "dial tcp 10.0.0.7:22: i/o timeout"},
+			},
+			TargetsNotListed: 2997,
+			Summary: []kamalv1.TargetCount{
+				{Role: "web", State: "Unreachable", Count: 1},
+				{Role: "web", Version: "v1", State: "Failed", Count: 1},
+				{Role: "web", Version: "v2", State: "Running", Count: 1998},
+				{Role: "jobs", State: "Unreachable", Count: 1},
+				{Role: "jobs", Version: "v2", State: "Running", Count: 999},
+			},
+		},
+	}
+	want := `Name:       dokuya
+Namespace:  shop
+Kind:       Deployment
+Status:     ✖ Degraded
+Message:    2997 of 3000 targets on v2; retrying: web/web-0042 (health check failed)
+Image:      registry.example.com/dokuya:v2 (serving: registry.example.com/dokuya:v1)
+Servers:    2997/3000 ready
+
+NAME               KIND        STATUS         VERSION  INFO
+⟳ dokuya           Deployment  ✖ Degraded     v1
+├──# web           Role        ◌ 1998/2000
+│  ├──□ web-0007   Server      ⚠ Unreachable           dial tcp 10.0.0.7:22: i/o timeout
+│  ├──□ web-0042   Server      ✖ Failed       v1       dokuya-web-v1: health check failed
+│  └──… 1998 more                                      not listed (see Targets)
+└──# jobs          Role        ◌ 999/1000
+   ├──□ web-0007   Server      ⚠ Unreachable           dial tcp 10.0.0.7:22: i/o timeout
+   └──… 999 more                                       not listed (see Targets)
+
+Targets:
+  ROLE  VERSION  STATE          COUNT
+  web            ⚠ Unreachable  1
+  web   v1       ✖ Failed       1
+  web   v2       ✔ Running      1998
+  jobs           ⚠ Unreachable  1
+  jobs  v2       ✔ Running      999
+
+Conditions:
+  TYPE   STATUS  REASON      AGE  MESSAGE
+  Ready  False   RollingOut  2m   2997 of 3000 targets on v2; retrying: web/web-0042 (health check failed)
+
+Events:
+  <none>
+`
+	if got := renderStatus(&workload{Deployment: d}, nil, now); got != want {
+		t.Errorf("got:\n%s\nwant:\n%s", got, want)
+	}
+}

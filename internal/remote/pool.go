@@ -2,9 +2,14 @@ package remote
 
 import (
 	"context"
+	"fmt"
+	"math/rand/v2"
 	"sync"
 	"time"
 )
+
+// DefaultMaxConcurrentDials is the default bound of dials in flight at once.
+const DefaultMaxConcurrentDials = 32
 
 // Pool keeps one connection per key (a Server), redialling a dead one with exponential
 // backoff: while backing off, Get returns the last dial error at once instead of hammering
@@ -12,12 +17,22 @@ import (
 type Pool struct {
 	mu      sync.Mutex
 	entries map[string]*entry
-	// DialTimeout bounds one dial (default 15s).
+	// DialTimeout bounds one dial (default 15s), counted once it has a slot.
 	DialTimeout time.Duration
-	// Backoff bounds (defaults 1s and 1m).
+	// Backoff bounds (defaults 1s and 1m). Each wait is jittered by up to a fifth, so hosts
+	// that failed together (a network partition) are not all redialled in the same instant.
 	MinBackoff, MaxBackoff time.Duration
+	// MaxConcurrentDials bounds the dials (TCP, SSH handshake) in flight across all keys, as
+	// Kamal's max_concurrent_starts bounds its boots: a controller starting with thousands of
+	// Servers opens them a few dozen at a time. 0 means no bound. Set it before first use.
+	MaxConcurrentDials int
 	// dials counts dial attempts, for tests and benchmarks.
 	dials int
+
+	slotsOnce sync.Once
+	slots     chan struct{}
+	// dial dials a target (Dial; replaced in tests).
+	dial func(context.Context, *Target) (*Conn, error)
 }
 
 type entry struct {
@@ -59,6 +74,12 @@ func (p *Pool) Get(ctx context.Context, key string, t *Target) (*Conn, error) {
 	if e.fingerprint == fp && e.lastErr != nil && time.Now().Before(e.retryAt) {
 		return nil, e.lastErr
 	}
+	// Waiting for a slot is no failure of the host: it sets no backoff.
+	release, err := p.acquire(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
 	timeout := p.DialTimeout
 	if timeout == 0 {
 		timeout = 15 * time.Second
@@ -67,8 +88,12 @@ func (p *Pool) Get(ctx context.Context, key string, t *Target) (*Conn, error) {
 	defer cancel()
 	p.mu.Lock()
 	p.dials++
+	dial := p.dial
 	p.mu.Unlock()
-	conn, err := Dial(dctx, t)
+	if dial == nil {
+		dial = Dial
+	}
+	conn, err := dial(dctx, t)
 	e.fingerprint = fp
 	if err != nil {
 		minB, maxB := p.MinBackoff, p.MaxBackoff
@@ -79,7 +104,7 @@ func (p *Pool) Get(ctx context.Context, key string, t *Target) (*Conn, error) {
 			maxB = time.Minute
 		}
 		e.backoff = min(max(e.backoff*2, minB), maxB)
-		e.lastErr, e.retryAt = err, time.Now().Add(e.backoff)
+		e.lastErr, e.retryAt = err, time.Now().Add(jitter(e.backoff))
 		return nil, err
 	}
 	e.conn, e.lastErr, e.backoff = conn, nil, 0
@@ -117,4 +142,31 @@ func (p *Pool) Dials() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.dials
+}
+
+// acquire takes a dial slot, waiting while MaxConcurrentDials dials are in flight, and
+// returns what gives it back.
+func (p *Pool) acquire(ctx context.Context) (func(), error) {
+	p.slotsOnce.Do(func() {
+		if p.MaxConcurrentDials > 0 {
+			p.slots = make(chan struct{}, p.MaxConcurrentDials)
+		}
+	})
+	if p.slots == nil {
+		return func() {}, nil
+	}
+	select {
+	case p.slots <- struct{}{}:
+		return func() { <-p.slots }, nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("not dialled: %d dials to other hosts in flight (--max-concurrent-dials): %w", cap(p.slots), ctx.Err())
+	}
+}
+
+// jitter is d plus up to a fifth of it.
+func jitter(d time.Duration) time.Duration {
+	if d <= 0 {
+		return d
+	}
+	return d + rand.N(d/5+1)
 }
