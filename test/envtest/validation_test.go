@@ -13,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -515,9 +516,15 @@ func TestCertificateStatusIsStored(t *testing.T) {
 		t.Fatal(err)
 	}
 	notAfter := metav1.NewTime(time.Now().Add(90 * 24 * time.Hour).Truncate(time.Second))
-	d.Status.Certificate = &kamalv1.CertificateStatus{Names: []string{"a.example.com"}, NotAfter: &notAfter, RenewAt: &notAfter,
-		SecretName: d.Name + "-kamal-tls", Failures: 2, LastFailure: &notAfter, NextOrderAt: &notAfter}
-	if err := k8s.Status().Update(ctx, d); err != nil {
+	// The suite's controller writes this object's status too: retry on its newer versions.
+	if err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		if err := k8s.Get(ctx, client.ObjectKeyFromObject(d), d); err != nil {
+			return err
+		}
+		d.Status.Certificate = &kamalv1.CertificateStatus{Names: []string{"a.example.com"}, NotAfter: &notAfter, RenewAt: &notAfter,
+			SecretName: d.Name + "-kamal-tls", Failures: 2, LastFailure: &notAfter, NextOrderAt: &notAfter}
+		return k8s.Status().Update(ctx, d)
+	}); err != nil {
 		t.Fatal(err)
 	}
 	var got kamalv1.Deployment
