@@ -19,6 +19,9 @@ import (
 type workload struct {
 	Deployment *kamalv1.Deployment
 	Accessory  *kamalv1.Accessory
+	// selected are the Servers each role selects, read when the Deployment's status lists
+	// only some of its targets (a large fleet): where it runs is then more than the list.
+	selected map[string][]string
 }
 
 // Kind is "Deployment" or "Accessory".
@@ -91,6 +94,16 @@ func getWorkload(ctx context.Context, c client.Reader, namespace, arg string) (*
 	case w.Deployment == nil && w.Accessory == nil:
 		return nil, fmt.Errorf("no Accessory %q in namespace %s", name, namespace)
 	}
+	if d := w.Deployment; d != nil && d.Status.TargetsNotListed > 0 {
+		w.selected = map[string][]string{}
+		for role, spec := range d.Spec.Roles {
+			servers, err := selectServers(ctx, c, d.Namespace, spec.Servers)
+			if err != nil {
+				return nil, err
+			}
+			w.selected[role] = servers
+		}
+	}
 	return w, nil
 }
 
@@ -133,11 +146,18 @@ func (w *workload) placements(role, server string) ([]placement, error) {
 		for i, r := range release.SortedRoles(d.Spec.Roles, w.primaryRole()) {
 			order[r] = i
 		}
-		for _, t := range d.Status.Targets {
-			p := placement{Server: t.Server, Role: t.Role}
+		add := func(p placement) {
 			if !seen[p] {
 				seen[p] = true
 				all = append(all, p)
+			}
+		}
+		for _, t := range d.Status.Targets {
+			add(placement{Server: t.Server, Role: t.Role})
+		}
+		for r, servers := range w.selected {
+			for _, s := range servers {
+				add(placement{Server: s, Role: r})
 			}
 		}
 		sort.SliceStable(all, func(i, j int) bool {
