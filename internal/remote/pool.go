@@ -16,6 +16,8 @@ type Pool struct {
 	DialTimeout time.Duration
 	// Backoff bounds (defaults 1s and 1m).
 	MinBackoff, MaxBackoff time.Duration
+	// OnDial, when set, is told of every dial's outcome and duration (for metrics).
+	OnDial func(err error, took time.Duration)
 	// dials counts dial attempts, for tests and benchmarks.
 	dials int
 }
@@ -68,7 +70,11 @@ func (p *Pool) Get(ctx context.Context, key string, t *Target) (*Conn, error) {
 	p.mu.Lock()
 	p.dials++
 	p.mu.Unlock()
+	t0 := time.Now()
 	conn, err := Dial(dctx, t)
+	if p.OnDial != nil {
+		p.OnDial(err, time.Since(t0))
+	}
 	e.fingerprint = fp
 	if err != nil {
 		minB, maxB := p.MinBackoff, p.MaxBackoff
