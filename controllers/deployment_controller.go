@@ -38,6 +38,7 @@ import (
 	"github.com/kamal-operator/kamal-operator/internal/conditions"
 	"github.com/kamal-operator/kamal-operator/internal/docker"
 	"github.com/kamal-operator/kamal-operator/internal/fleet"
+	"github.com/kamal-operator/kamal-operator/internal/metrics"
 	"github.com/kamal-operator/kamal-operator/internal/proxy"
 	"github.com/kamal-operator/kamal-operator/internal/release"
 	"github.com/kamal-operator/kamal-operator/internal/tenancy"
@@ -335,6 +336,7 @@ func (r *DeploymentReconciler) rollout(ctx context.Context, s *deploymentScope) 
 			groupBusy = groupBusy || busy
 			if s.halted != "" {
 				d.Status.FailedRevision = s.revision
+				metrics.RolloutHalted(d.Namespace, d.Name, s.revision, "health_check")
 				r.Recorder.Eventf(d, nil, corev1.EventTypeWarning, kamalv1.ReasonHealthCheckFailed, "Deploy", "%s; rollout halted, the running version keeps serving", s.halted)
 				return nil, nil
 			}
@@ -431,6 +433,7 @@ func (r *DeploymentReconciler) rolloutRole(ctx context.Context, s *deploymentSco
 	}
 	count, percent := maxParallel(d.Spec.Rollout.MaxParallel)
 	size := release.BatchSize(len(s.placed[role.Name]), count, percent)
+	observeDeploys(s, min(size, len(pending)))
 	for _, t := range pending[:min(size, len(pending))] {
 		r.startDeploy(s, t, opID)
 		s.steps[targetKey(role.Name, t.server)] = stepPulling
@@ -450,6 +453,9 @@ func (r *DeploymentReconciler) startDeploy(s *deploymentScope, t *target, opID s
 		defer cancel()
 		dp.step = step
 		err := dp.deploy(ctx, t)
+		if isHealthError(err) {
+			metrics.HealthCheckFailed(d.Namespace, d.Name)
+		}
 		if err != nil && !isHealthError(err) && ctx.Err() == nil {
 			dp.event(corev1.EventTypeWarning, "DeployFailed", "%s", err.Error())
 		}
@@ -526,6 +532,7 @@ func (r *DeploymentReconciler) report(ctx context.Context, s *deploymentScope) (
 		return done(ctrl.Result{RequeueAfter: next})
 	}
 	d.Status.FailedRevision = ""
+	metrics.RolloutReady(d.Namespace, d.Name, s.revision)
 	if d.Status.Image != d.Spec.Image {
 		r.Recorder.Eventf(d, nil, corev1.EventTypeNormal, "RolloutComplete", "Deploy", "%s serves on %d targets", d.Spec.Image, total)
 		d.Status.History = append([]kamalv1.DeployedImage{{Image: d.Spec.Image, Version: release.Version(d.Spec.Image), DeployedAt: metav1.Now()}}, d.Status.History...)
@@ -579,6 +586,7 @@ func (r *DeploymentReconciler) fillTargets(s *deploymentScope) (int32, int32) {
 			targets = append(targets, ts)
 		}
 	}
+	observeTargets(d, targets)
 	d.Status.Targets = targets
 	d.Status.ReadyTargets, d.Status.TotalTargets = ready, total
 	d.Status.ServersReady = fmt.Sprintf("%d/%d", ready, total)
@@ -743,6 +751,7 @@ func (r *DeploymentReconciler) reconcileDelete(ctx context.Context, d *kamalv1.D
 			}
 		}
 	}
+	metrics.ForgetDeployment(d.Namespace, d.Name)
 	return ctrl.Result{}, removeFinalizer(ctx, r.Client, d, DeploymentFinalizer)
 }
 

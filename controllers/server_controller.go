@@ -24,6 +24,7 @@ import (
 	"github.com/kamal-operator/kamal-operator/internal/conditions"
 	"github.com/kamal-operator/kamal-operator/internal/docker"
 	"github.com/kamal-operator/kamal-operator/internal/fleet"
+	"github.com/kamal-operator/kamal-operator/internal/metrics"
 	"github.com/kamal-operator/kamal-operator/internal/proxy"
 	"github.com/kamal-operator/kamal-operator/internal/remote"
 )
@@ -90,12 +91,14 @@ func (r *ServerReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 		if apierrors.IsNotFound(err) {
 			// Gone: a connection another controller opened while it was going is closed too.
 			r.Fleet.Forget(req.Namespace + "/" + req.Name)
+			metrics.ForgetServer(req.Namespace, req.Name)
 		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	if !srv.DeletionTimestamp.IsZero() {
 		return r.finalize(ctx, srv) // server_delete.go
 	}
+	defer observeServer(srv)
 	return reconcileWithStatus(ctx, r.Client, r.Recorder, srv, ServerFinalizer, serverStatus, func(ctx context.Context) (ctrl.Result, error) {
 		srv.Status.ObservedGeneration = srv.Generation
 		reportInert(r.Recorder, srv, &srv.Status.Conditions, srv.Generation, inertServerFields(&srv.Spec))
