@@ -337,6 +337,7 @@ func (r *DeploymentReconciler) rollout(ctx context.Context, s *deploymentScope) 
 			if s.halted != "" {
 				d.Status.FailedRevision = s.revision
 				metrics.RolloutHalted(d.Namespace, d.Name, s.revision, "health_check")
+				ctrl.LoggerFrom(ctx).Info("rollout halted", "version", release.Version(d.Spec.Image), "reason", s.halted)
 				r.Recorder.Eventf(d, nil, corev1.EventTypeWarning, kamalv1.ReasonHealthCheckFailed, "Deploy", "%s; rollout halted, the running version keeps serving", s.halted)
 				return nil, nil
 			}
@@ -447,7 +448,10 @@ func (r *DeploymentReconciler) startDeploy(s *deploymentScope, t *target, opID s
 	d := s.d.DeepCopy()
 	dp := &deployer{d: d, pull: s.pull, recorder: r.Recorder}
 	key := opKey{d.Namespace, d.Name, t.role.Name, t.server}
+	log := ctrl.Log.WithName("deploy").WithValues("deployment", d.Namespace+"/"+d.Name, "role", t.role.Name, "server", t.server,
+		"container", t.role.ContainerName(t.hash, false), "version", release.Version(d.Spec.Image))
 	r.ops.Start(key, opID, func(ctx context.Context, step func(opStep)) error {
+		log.Info("deploy started")
 		ro := d.Spec.Rollout
 		ctx, cancel := context.WithTimeout(ctx, pullTimeout+ro.DeployTimeout.Duration+ro.DrainTimeout.Duration+ro.StopTimeout.Duration+time.Minute)
 		defer cancel()
@@ -458,6 +462,9 @@ func (r *DeploymentReconciler) startDeploy(s *deploymentScope, t *target, opID s
 		}
 		if err != nil && !isHealthError(err) && ctx.Err() == nil {
 			dp.event(corev1.EventTypeWarning, "DeployFailed", "%s", err.Error())
+		}
+		if err == nil {
+			log.Info("deploy done")
 		}
 		return err
 	})
@@ -535,6 +542,7 @@ func (r *DeploymentReconciler) report(ctx context.Context, s *deploymentScope) (
 	metrics.RolloutReady(d.Namespace, d.Name, s.revision)
 	if d.Status.Image != d.Spec.Image {
 		r.Recorder.Eventf(d, nil, corev1.EventTypeNormal, "RolloutComplete", "Deploy", "%s serves on %d targets", d.Spec.Image, total)
+		ctrl.LoggerFrom(ctx).Info("rollout complete", "version", release.Version(d.Spec.Image), "targets", total)
 		d.Status.History = append([]kamalv1.DeployedImage{{Image: d.Spec.Image, Version: release.Version(d.Spec.Image), DeployedAt: metav1.Now()}}, d.Status.History...)
 		if len(d.Status.History) > historyLimit {
 			d.Status.History = d.Status.History[:historyLimit]

@@ -253,6 +253,7 @@ func (r *ServerReconciler) connect(ctx context.Context, srv *kamalv1.Server) (*f
 	}
 	if !meta.IsStatusConditionTrue(srv.Status.Conditions, kamalv1.ConditionReachable) {
 		r.Recorder.Eventf(srv, nil, corev1.EventTypeNormal, kamalv1.ReasonConnected, "Connect", "connected to %s@%s (host key %s)", target.User, srv.Spec.Address, srv.Status.HostKeyFingerprint)
+		ctrl.LoggerFrom(ctx).Info("connected", "server", key, "hostKey", srv.Status.HostKeyFingerprint)
 	}
 	conditions.Set(&srv.Status.Conditions, gen, kamalv1.ConditionReachable, metav1.ConditionTrue, kamalv1.ReasonConnected, "SSH session open, host key verified")
 	return host, ctrl.Result{}, nil
