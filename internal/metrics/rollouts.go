@@ -21,6 +21,7 @@ type rollout struct {
 	revision string
 	started  time.Time // zero: not started by this process
 	done     bool      // Ready or halted
+	halted   bool
 }
 
 var rollouts = &rolloutTracker{now: time.Now, m: map[[2]string]*rollout{}}
@@ -52,10 +53,12 @@ func RolloutReady(namespace, name, revision string) {
 }
 
 // RolloutHalted records that the rollout of revision halted; reason is health_check or release.
-// Callers call it once, where the halt is decided (and its event recorded).
+// A revision halts once: a reconcile that read the Deployment from before its halt was
+// recorded decides it again, and is not counted.
 func RolloutHalted(namespace, name, revision, reason string) {
-	rollouts.halted(namespace, name, revision)
-	rolloutsHalted.WithLabelValues(namespace, name, reason).Inc()
+	if rollouts.halted(namespace, name, revision) {
+		rolloutsHalted.WithLabelValues(namespace, name, reason).Inc()
+	}
 }
 
 // HealthCheckFailed counts a new container of a Deployment that did not become healthy.
@@ -112,10 +115,16 @@ func (t *rolloutTracker) ready(namespace, name, revision string) (time.Duration,
 	return t.now().Sub(e.started), true
 }
 
-func (t *rolloutTracker) halted(namespace, name, revision string) {
+// halted marks revision's rollout halted; false when it already was.
+func (t *rolloutTracker) halted(namespace, name, revision string) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.m[[2]string{namespace, name}] = &rollout{revision: revision, done: true}
+	k := [2]string{namespace, name}
+	if e := t.m[k]; e != nil && e.revision == revision && e.halted {
+		return false
+	}
+	t.m[k] = &rollout{revision: revision, done: true, halted: true}
+	return true
 }
 
 func (t *rolloutTracker) forget(namespace, name string) {

@@ -34,7 +34,12 @@ func TestRolloutTracker(t *testing.T) {
 	if k := tr.deploysStarted("ns", "app", "r2", true); k != deployRollout {
 		t.Fatalf("new revision: %v, want rollout", k)
 	}
-	tr.halted("ns", "app", "r2")
+	if !tr.halted("ns", "app", "r2") {
+		t.Fatal("first halt not counted")
+	}
+	if tr.halted("ns", "app", "r2") {
+		t.Fatal("the same revision halted twice")
+	}
 	if _, ok := tr.ready("ns", "app", "r2"); ok {
 		t.Fatal("a halted rollout completed")
 	}
