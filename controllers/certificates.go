@@ -23,6 +23,7 @@ import (
 
 	kamalv1 "github.com/kamal-operator/kamal-operator/api/v1alpha1"
 	"github.com/kamal-operator/kamal-operator/internal/acme"
+	"github.com/kamal-operator/kamal-operator/internal/metrics"
 	"github.com/kamal-operator/kamal-operator/internal/proxy"
 	"github.com/kamal-operator/kamal-operator/internal/refs"
 	"github.com/kamal-operator/kamal-operator/internal/release"
@@ -256,6 +257,7 @@ func (r *DeploymentReconciler) certificates(ctx context.Context, s *deploymentSc
 			return nil, err
 		}
 		d.Status.Certificate = nil
+		metrics.ForgetCertificate(d.Namespace, d.Name)
 		meta.RemoveStatusCondition(&d.Status.Conditions, kamalv1.ConditionCertificateReady)
 		return nil, nil
 	}
@@ -317,6 +319,7 @@ func (r *DeploymentReconciler) certificates(ctx context.Context, s *deploymentSc
 	}
 	st.Names = acme.NormalizeNames(leaf.DNSNames)
 	st.NotAfter = &metav1.Time{Time: leaf.NotAfter}
+	metrics.SetCertificate(d.Namespace, d.Name, leaf.NotAfter)
 	if w.Secret == "" {
 		st.RenewAt = &metav1.Time{Time: acme.RenewAt(leaf.NotBefore, leaf.NotAfter)}
 	} else {

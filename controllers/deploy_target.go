@@ -19,6 +19,7 @@ import (
 	kamalv1 "github.com/kamal-operator/kamal-operator/api/v1alpha1"
 	"github.com/kamal-operator/kamal-operator/internal/docker"
 	"github.com/kamal-operator/kamal-operator/internal/fleet"
+	"github.com/kamal-operator/kamal-operator/internal/metrics"
 	"github.com/kamal-operator/kamal-operator/internal/proxy"
 	"github.com/kamal-operator/kamal-operator/internal/release"
 )
@@ -366,6 +367,7 @@ func (dp *deployer) deploy(ctx context.Context, t *target) error {
 		if _, err := writeRoute(ctx, dp, t, want); err != nil {
 			return fmt.Errorf("switching the route on %s: %w", t.server, err)
 		}
+		metrics.RouteSwitched(dp.d.Namespace, dp.d.Name)
 		dp.event(corev1.EventTypeNormal, "Switched", "%s now serves %s on %s", desired.Name, strings.Join(p.Hosts, ","), t.server)
 		dp.at(stepDraining)
 		dp.drain(ctx, t, p)

@@ -38,6 +38,7 @@ import (
 	"github.com/kamal-operator/kamal-operator/internal/conditions"
 	"github.com/kamal-operator/kamal-operator/internal/docker"
 	"github.com/kamal-operator/kamal-operator/internal/fleet"
+	"github.com/kamal-operator/kamal-operator/internal/metrics"
 	"github.com/kamal-operator/kamal-operator/internal/proxy"
 	"github.com/kamal-operator/kamal-operator/internal/release"
 	"github.com/kamal-operator/kamal-operator/internal/tenancy"
@@ -343,6 +344,8 @@ func (r *DeploymentReconciler) rollout(ctx context.Context, s *deploymentScope) 
 			groupBusy = groupBusy || busy
 			if s.halted != "" {
 				d.Status.FailedRevision = s.revision
+				metrics.RolloutHalted(d.Namespace, d.Name, s.revision, "health_check")
+				ctrl.LoggerFrom(ctx).Info("rollout halted", "version", release.Version(d.Spec.Image), "reason", s.halted)
 				r.Recorder.Eventf(d, nil, corev1.EventTypeWarning, kamalv1.ReasonHealthCheckFailed, "Deploy", "%s; rollout halted, the running version keeps serving", s.halted)
 				return nil, nil
 			}
@@ -446,6 +449,7 @@ func (r *DeploymentReconciler) rolloutRole(ctx context.Context, s *deploymentSco
 	}
 	count, percent := maxParallel(d.Spec.Rollout.MaxParallel)
 	size := release.BatchSize(len(s.placed[role.Name]), count, percent)
+	observeDeploys(s, min(size, len(pending)))
 	for _, t := range pending[:min(size, len(pending))] {
 		r.startDeploy(s, t, opID)
 		s.steps[targetKey(role.Name, t.server)] = stepPulling
@@ -459,14 +463,23 @@ func (r *DeploymentReconciler) startDeploy(s *deploymentScope, t *target, opID s
 	d := s.d.DeepCopy()
 	dp := &deployer{d: d, pull: s.pull, recorder: r.Recorder}
 	key := opKey{d.Namespace, d.Name, t.role.Name, t.server}
+	log := ctrl.Log.WithName("deploy").WithValues("deployment", d.Namespace+"/"+d.Name, "role", t.role.Name, "server", t.server,
+		"container", t.role.ContainerName(t.hash, false), "version", release.Version(d.Spec.Image))
 	r.ops.Start(key, opID, func(ctx context.Context, step func(opStep)) error {
+		log.Info("deploy started")
 		ro := d.Spec.Rollout
 		ctx, cancel := context.WithTimeout(ctx, pullTimeout+ro.DeployTimeout.Duration+ro.DrainTimeout.Duration+ro.StopTimeout.Duration+time.Minute)
 		defer cancel()
 		dp.step = step
 		err := dp.deploy(ctx, t)
+		if isHealthError(err) {
+			metrics.HealthCheckFailed(d.Namespace, d.Name)
+		}
 		if err != nil && !isHealthError(err) && ctx.Err() == nil {
 			dp.event(corev1.EventTypeWarning, "DeployFailed", "%s", err.Error())
+		}
+		if err == nil {
+			log.Info("deploy done")
 		}
 		return err
 	})
@@ -541,8 +554,10 @@ func (r *DeploymentReconciler) report(ctx context.Context, s *deploymentScope) (
 		return done(ctrl.Result{RequeueAfter: next})
 	}
 	d.Status.FailedRevision = ""
+	metrics.RolloutReady(d.Namespace, d.Name, s.revision)
 	if d.Status.Image != d.Spec.Image {
 		r.Recorder.Eventf(d, nil, corev1.EventTypeNormal, "RolloutComplete", "Deploy", "%s serves on %d targets", d.Spec.Image, total)
+		ctrl.LoggerFrom(ctx).Info("rollout complete", "version", release.Version(d.Spec.Image), "targets", total)
 		d.Status.History = append([]kamalv1.DeployedImage{{Image: d.Spec.Image, Version: release.Version(d.Spec.Image), DeployedAt: metav1.Now()}}, d.Status.History...)
 		if len(d.Status.History) > historyLimit {
 			d.Status.History = d.Status.History[:historyLimit]
@@ -596,6 +611,7 @@ func fillTargets(s *deploymentScope) (int32, int32) {
 			targets = append(targets, ts)
 		}
 	}
+	observeTargets(d, targets) // every target, before the list is bounded
 	d.Status.Targets, d.Status.TargetsNotListed, d.Status.Summary = boundTargets(targets, order)
 	d.Status.GuestNamespaces = guestNamespacesOf(s.placed, d.Status.GuestNamespaces, s.unreachable)
 	d.Status.ReadyTargets, d.Status.TotalTargets = ready, total
@@ -753,6 +769,7 @@ func (r *DeploymentReconciler) reconcileDelete(ctx context.Context, d *kamalv1.D
 			}
 		}
 	}
+	metrics.ForgetDeployment(d.Namespace, d.Name)
 	return ctrl.Result{}, removeFinalizer(ctx, r.Client, d, DeploymentFinalizer)
 }
 

@@ -34,6 +34,7 @@ import (
 	"github.com/kamal-operator/kamal-operator/internal/conditions"
 	"github.com/kamal-operator/kamal-operator/internal/docker"
 	"github.com/kamal-operator/kamal-operator/internal/fleet"
+	"github.com/kamal-operator/kamal-operator/internal/metrics"
 	"github.com/kamal-operator/kamal-operator/internal/oneoff"
 	"github.com/kamal-operator/kamal-operator/internal/release"
 )
@@ -384,6 +385,7 @@ func (r *DeploymentReconciler) recordOutcome(d *kamalv1.Deployment, o releaseOut
 	} else {
 		st.Phase = kamalv1.ReleaseFailed
 		st.Message = (&releaseFailed{o}).Error()
+		metrics.RolloutHalted(d.Namespace, d.Name, o.Revision, "release")
 		r.Recorder.Eventf(d, nil, corev1.EventTypeWarning, kamalv1.ReasonReleaseFailed, "Release", "%s; rollout halted, the running version keeps serving", st.Message)
 	}
 	d.Status.Release = st

@@ -25,6 +25,7 @@ import (
 	"github.com/kamal-operator/kamal-operator/internal/conditions"
 	"github.com/kamal-operator/kamal-operator/internal/docker"
 	"github.com/kamal-operator/kamal-operator/internal/fleet"
+	"github.com/kamal-operator/kamal-operator/internal/metrics"
 	"github.com/kamal-operator/kamal-operator/internal/proxy"
 	"github.com/kamal-operator/kamal-operator/internal/remote"
 )
@@ -95,12 +96,14 @@ func (r *ServerReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 		if apierrors.IsNotFound(err) {
 			// Gone: a connection another controller opened while it was going is closed too.
 			r.Fleet.Forget(req.Namespace + "/" + req.Name)
+			metrics.ForgetServer(req.Namespace, req.Name)
 		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	if !srv.DeletionTimestamp.IsZero() {
 		return r.finalize(ctx, srv) // server_delete.go
 	}
+	defer observeServer(srv)
 	return reconcileWithStatus(ctx, r.Client, r.Recorder, srv, ServerFinalizer, serverStatus, func(ctx context.Context) (ctrl.Result, error) {
 		srv.Status.ObservedGeneration = srv.Generation
 		reportInert(r.Recorder, srv, &srv.Status.Conditions, srv.Generation, inertServerFields(&srv.Spec))
@@ -255,6 +258,7 @@ func (r *ServerReconciler) connect(ctx context.Context, srv *kamalv1.Server) (*f
 	}
 	if !meta.IsStatusConditionTrue(srv.Status.Conditions, kamalv1.ConditionReachable) {
 		r.Recorder.Eventf(srv, nil, corev1.EventTypeNormal, kamalv1.ReasonConnected, "Connect", "connected to %s@%s (host key %s)", target.User, srv.Spec.Address, srv.Status.HostKeyFingerprint)
+		ctrl.LoggerFrom(ctx).Info("connected", "server", key, "hostKey", srv.Status.HostKeyFingerprint)
 	}
 	conditions.Set(&srv.Status.Conditions, gen, kamalv1.ConditionReachable, metav1.ConditionTrue, kamalv1.ReasonConnected, "SSH session open, host key verified")
 	return host, ctrl.Result{}, nil

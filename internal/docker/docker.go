@@ -103,8 +103,9 @@ func (d *Dialer) DialContext(ctx context.Context, _, _ string) (net.Conn, error)
 
 // NewClient returns an Engine API client that negotiates the API version with the host, so
 // Debian bookworm's engine (API 1.41) and newer ones both work. Each request adds one to
-// requests, when given, so the controller's load on a host can be measured.
-func NewClient(d *Dialer, requests *atomic.Int64) (*client.Client, error) {
+// requests, when given, so the controller's load on a host can be measured; extra options (such
+// as the metrics' hooks) are applied last.
+func NewClient(d *Dialer, requests *atomic.Int64, extra ...client.Opt) (*client.Client, error) {
 	opts := []client.Opt{
 		client.WithHost("unix://" + DefaultSocket),
 		client.WithDialContext(d.DialContext),
@@ -113,7 +114,7 @@ func NewClient(d *Dialer, requests *atomic.Int64) (*client.Client, error) {
 	if requests != nil {
 		opts = append(opts, client.WithHTTPRequestHook(func(*http.Request) error { requests.Add(1); return nil }))
 	}
-	return client.New(opts...)
+	return client.New(append(opts, extra...)...)
 }
 
 // IsNotFound reports whether err says the object does not exist.

@@ -18,6 +18,7 @@ import (
 
 	kamalv1 "github.com/kamal-operator/kamal-operator/api/v1alpha1"
 	"github.com/kamal-operator/kamal-operator/internal/docker"
+	"github.com/kamal-operator/kamal-operator/internal/metrics"
 	"github.com/kamal-operator/kamal-operator/internal/proxy"
 	"github.com/kamal-operator/kamal-operator/internal/remote"
 )
@@ -55,7 +56,9 @@ type Fleet struct {
 
 // New returns an empty fleet.
 func New(log logr.Logger) *Fleet {
-	return &Fleet{Pool: remote.NewPool(), Log: log, hosts: map[string]*Host{}}
+	pool := remote.NewPool()
+	pool.OnDial = metrics.ObserveSSHDial
+	return &Fleet{Pool: pool, Log: log, hosts: map[string]*Host{}}
 }
 
 // OnEvent registers fn for every managed-container event of every host.
@@ -91,7 +94,7 @@ func (f *Fleet) Connect(ctx context.Context, key string, t *remote.Target, socke
 	if old := f.hosts[key]; old != nil {
 		requests = old.Requests // one count per host across reconnects
 	}
-	cli, err := docker.NewClient(d, requests)
+	cli, err := docker.NewClient(d, requests, metrics.EngineClientOptions()...)
 	if err != nil {
 		return nil, err
 	}

@@ -26,6 +26,8 @@ type Pool struct {
 	// Kamal's max_concurrent_starts bounds its boots: a controller starting with thousands of
 	// Servers opens them a few dozen at a time. 0 means no bound. Set it before first use.
 	MaxConcurrentDials int
+	// OnDial, when set, is told of every dial's outcome and duration (for metrics).
+	OnDial func(err error, took time.Duration)
 	// dials counts dial attempts, for tests and benchmarks.
 	dials int
 
@@ -93,7 +95,11 @@ func (p *Pool) Get(ctx context.Context, key string, t *Target) (*Conn, error) {
 	if dial == nil {
 		dial = Dial
 	}
+	t0 := time.Now()
 	conn, err := dial(dctx, t)
+	if p.OnDial != nil {
+		p.OnDial(err, time.Since(t0))
+	}
 	e.fingerprint = fp
 	if err != nil {
 		minB, maxB := p.MinBackoff, p.MaxBackoff
