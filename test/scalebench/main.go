@@ -12,6 +12,9 @@
 //	SCALE_IDLE=60s                how long idle load is measured after convergence
 //	SCALE_PHASE_TIMEOUT=10m       deadline of each phase
 //	SCALE_PULL_DELAY=1s SCALE_START_DELAY=1s SCALE_HEALTH_DELAY=1s   the simulator's delays
+//	SCALE_SERVER_PHASE_DELAYS=0s  the simulator's delays while the Servers come up (default: the
+//	                              same as for the rollouts); the proxy's pull and start then
+//	                              cost nothing, for fleets too large to wait for them one by one
 //	SCALE_PLOT=docs/images/bench-scale.svg   also draw the results there
 //	SCALE_OUT=bin/bench-scale     results.md, results.json and each run's logs
 //	SCALE_MANAGER_ARGS="..."      more manager flags
@@ -44,6 +47,7 @@ type config struct {
 	managerArgs          []string
 	workerFlags          map[string]string // flag → value, passed when the manager has it
 	dials                int               // the floor's parallel dials
+	serverPhaseDelays    *time.Duration    // the simulator's delays while the Servers come up
 	root                 string
 	managerFlagsDetected []string
 }
@@ -147,6 +151,13 @@ func configFromEnv() (*config, error) {
 		if s := os.Getenv(env); s != "" {
 			cfg.workerFlags[flag] = s
 		}
+	}
+	if s := os.Getenv("SCALE_SERVER_PHASE_DELAYS"); s != "" {
+		v, err := time.ParseDuration(s)
+		if err != nil {
+			return nil, fmt.Errorf("SCALE_SERVER_PHASE_DELAYS: %w", err)
+		}
+		cfg.serverPhaseDelays = &v
 	}
 	if s := os.Getenv("SCALE_OUT"); s != "" {
 		cfg.out = s

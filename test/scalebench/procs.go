@@ -220,7 +220,11 @@ func apiRequests(ctx context.Context, cfg *rest.Config) (int64, error) {
 type control string
 
 func (c control) do(ctx context.Context, method, path string, out any) error {
-	req, err := http.NewRequestWithContext(ctx, method, "http://"+string(c)+path, nil)
+	return c.send(ctx, method, path, nil, out)
+}
+
+func (c control) send(ctx context.Context, method, path string, body io.Reader, out any) error {
+	req, err := http.NewRequestWithContext(ctx, method, "http://"+string(c)+path, body)
 	if err != nil {
 		return err
 	}
@@ -246,6 +250,12 @@ func (c control) calls(ctx context.Context) (map[string]int, error) {
 
 func (c control) resetCalls(ctx context.Context) error {
 	return c.do(ctx, http.MethodPost, "/calls/reset", nil)
+}
+
+// setDelays sets the simulator's pull, start and health delays.
+func (c control) setDelays(ctx context.Context, pull, start, health time.Duration) error {
+	b, _ := json.Marshal(map[string]string{"pull": pull.String(), "start": start.String(), "health": health.String()})
+	return c.send(ctx, http.MethodPut, "/delays", bytes.NewReader(b), nil)
 }
 
 func (c control) unknown(ctx context.Context) ([]string, error) {

@@ -54,7 +54,7 @@ func markdown(cfg *config, results []*result) string {
 		}
 		return fmt.Sprintf("%.2f, %.2f", r.RatioFirstDeploy, r.RatioImageChange)
 	})
-	row("floor: SSH connect, all hosts", func(r *result) string { return secs(r.FloorConnect) })
+	row("floor: SSH connect, all hosts", func(r *result) string { return fmt.Sprintf("%.2f s", r.FloorConnect) })
 	row("controller peak RSS", func(r *result) string { return fmt.Sprintf("%.0f MiB", float64(r.PeakRSS)/(1<<20)) })
 	row("controller CPU (servers, deploy, change, idle)", func(r *result) string {
 		return fmt.Sprintf("%.1f s (%.1f, %.1f, %.1f, %.1f)", r.CPU, r.CPUByPhase["servers"], r.CPUByPhase["first deploy"], r.CPUByPhase["image change"], r.CPUByPhase["idle"])
@@ -62,7 +62,10 @@ func markdown(cfg *config, results []*result) string {
 	row("apiserver requests (servers, deploy, change)", func(r *result) string {
 		return fmt.Sprintf("%d, %d, %d", r.APIRequests["servers"], r.APIRequests["first deploy"], r.APIRequests["image change"])
 	})
-	row("apiserver requests / min, idle", func(r *result) string { return fmt.Sprintf("%.1f", r.IdleAPIPerMin) })
+	row("apiserver requests / min, idle (without manager)", func(r *result) string {
+		return fmt.Sprintf("%.1f (%.1f)", r.IdleAPIPerMin, r.BaseAPIPerMin)
+	})
+	row("simulator delays while Servers come up", func(r *result) string { return r.ServerDelays })
 	row("SSH connections open (established)", func(r *result) string { return fmt.Sprintf("%d (%d)", r.SSHOpen, r.SSHAccepted) })
 	row("host calls / host / min, idle", func(r *result) string { return fmt.Sprintf("%.2f", r.IdlePerHostMin) })
 	row("controller CPU / min, idle", func(r *result) string { return fmt.Sprintf("%.2f s", r.IdleCPUPerMin) })

@@ -35,6 +35,7 @@ type result struct {
 	LoadAfter    string   `json:"loadAverageAfter"`
 	ManagerFlags []string `json:"managerFlags"`
 	Delays       string   `json:"delays"`
+	ServerDelays string   `json:"serverPhaseDelays"`
 
 	ServersReady     float64 `json:"serversReadySeconds"`
 	FirstDeploy      float64 `json:"firstDeploySeconds"`
@@ -54,6 +55,7 @@ type result struct {
 	SSHAccepted      int      `json:"sshConnectionsEstablished"`
 	IdlePerHostMin   float64  `json:"idleCallsPerHostPerMinute"`
 	IdleAPIPerMin    float64  `json:"idleApiserverRequestsPerMinute"`
+	BaseAPIPerMin    float64  `json:"apiserverRequestsPerMinuteWithoutManager"`
 	IdleCPUPerMin    float64  `json:"idleControllerCPUSecondsPerMinute"`
 	StatusBytes      int      `json:"deploymentStatusBytes"`
 	ServerStatusMax  int      `json:"serverStatusBytesMax"`
@@ -71,8 +73,9 @@ const benchNamespace = "fleet"
 // runScale measures one host count; everything it starts is stopped before it returns.
 func runScale(ctx context.Context, cfg *config, n int) (r *result) {
 	r = &result{Hosts: n, LoadBefore: loadAvg(), ManagerFlags: cfg.managerFlagsDetected,
-		Delays:     fmt.Sprintf("pull %s, start %s, health %s", cfg.pull, cfg.start, cfg.health),
-		CPUByPhase: map[string]float64{}, APIRequests: map[string]int64{}, Calls: map[string]map[string]int{}}
+		Delays:       fmt.Sprintf("pull %s, start %s, health %s", cfg.pull, cfg.start, cfg.health),
+		ServerDelays: fmt.Sprintf("pull %s, start %s, health %s", cfg.pull, cfg.start, cfg.health),
+		CPUByPhase:   map[string]float64{}, APIRequests: map[string]int64{}, Calls: map[string]map[string]int{}}
 	defer func() { r.LoadAfter = loadAvg() }()
 	var cleanups []func()
 	defer func() {
@@ -165,6 +168,21 @@ func measure(ctx context.Context, cfg *config, n int, r *result, cleanups *[]fun
 	if err := k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: controllers.DefaultNamespace}}); err != nil {
 		return err
 	}
+	// The apiserver's own requests (its loopback clients count in apiserver_request_total too),
+	// before the manager runs: the baseline of the idle rate.
+	base0, err := apiRequests(ctx, cp.Config)
+	if err != nil {
+		return err
+	}
+	own0 := own.Load()
+	if err := sleep(ctx, 15*time.Second); err != nil {
+		return err
+	}
+	base1, err := apiRequests(ctx, cp.Config)
+	if err != nil {
+		return err
+	}
+	r.BaseAPIPerMin = round(float64(base1-base0-(own.Load()-own0))/0.25, 1)
 	args := append([]string{"--metrics-bind-address=0", "--health-probe-bind-address=0"}, cfg.managerFlagsDetected...)
 	args = append(args, cfg.managerArgs...)
 	managerLog := filepath.Join(dir, "manager.log")
@@ -234,6 +252,12 @@ func measure(ctx context.Context, cfg *config, n int, r *result, cleanups *[]fun
 		if err := k8s.Create(ctx, key); err != nil {
 			return err
 		}
+		if d := cfg.serverPhaseDelays; d != nil {
+			if err := ctl.setDelays(ctx, *d, *d, *d); err != nil {
+				return err
+			}
+			r.ServerDelays = fmt.Sprintf("pull %s, start %s, health %s", *d, *d, *d)
+		}
 		t0 := time.Now()
 		err := parallel(ctx, n, 32, func(ctx context.Context, i int) error {
 			h := st.Hosts[i]
@@ -278,6 +302,9 @@ func measure(ctx context.Context, cfg *config, n int, r *result, cleanups *[]fun
 		return err
 	}
 	logf("%d Servers Ready in %.1fs", n, r.ServersReady)
+	if err := ctl.setDelays(ctx, cfg.pull, cfg.start, cfg.health); err != nil {
+		return err
+	}
 
 	// The Deployment: first deploy, then an image change.
 	pct := intstr.FromString("25%")
@@ -355,7 +382,7 @@ func measure(ctx context.Context, cfg *config, n int, r *result, cleanups *[]fun
 		return fmt.Errorf("floor: connecting: %w", err)
 	}
 	defer0(ff.close)
-	r.FloorConnect = seconds(time.Since(t0))
+	r.FloorConnect = round(time.Since(t0).Seconds(), 2)
 	ff.stopTimeout = 30 // the Deployment's stopTimeout (30 s by default)
 	if st := d.Spec.Rollout.StopTimeout; st != nil {
 		ff.stopTimeout = int(st.Duration.Seconds())
