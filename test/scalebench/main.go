@@ -15,6 +15,8 @@
 //	SCALE_SERVER_PHASE_DELAYS=0s  the simulator's delays while the Servers come up (default: the
 //	                              same as for the rollouts); the proxy's pull and start then
 //	                              cost nothing, for fleets too large to wait for them one by one
+//	SCALE_APPEND=1                keep the results of other host counts already in
+//	                              SCALE_OUT/results.json (a large count run on its own later)
 //	SCALE_PLOT=docs/images/bench-scale.svg   also draw the results there
 //	SCALE_OUT=bin/bench-scale     results.md, results.json and each run's logs
 //	SCALE_MANAGER_ARGS="..."      more manager flags
@@ -25,11 +27,13 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -77,11 +81,18 @@ func run() error {
 	defer stop()
 
 	var results []*result
+	if os.Getenv("SCALE_APPEND") != "" {
+		if results, err = previousResults(cfg); err != nil {
+			return err
+		}
+	}
 	var failed []string
 	for _, n := range cfg.hosts {
 		logf("=== %d hosts (load average %s)", n, loadAvg())
 		r := runScale(ctx, cfg, n)
+		results = slices.DeleteFunc(results, func(p *result) bool { return p.Hosts == n })
 		results = append(results, r)
+		slices.SortFunc(results, func(a, b *result) int { return a.Hosts - b.Hosts })
 		if r.Error != "" {
 			failed = append(failed, fmt.Sprintf("%d hosts: %s", n, r.Error))
 			logf("%d hosts FAILED: %s", n, r.Error)
@@ -188,6 +199,19 @@ func (cfg *config) detectManagerFlags() error {
 		}
 	}
 	return nil
+}
+
+// previousResults reads SCALE_OUT/results.json when there is one.
+func previousResults(cfg *config) ([]*result, error) {
+	b, err := os.ReadFile(filepath.Join(cfg.out, "results.json"))
+	if os.IsNotExist(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var rs []*result
+	return rs, json.Unmarshal(b, &rs)
 }
 
 func logf(format string, args ...any) {
