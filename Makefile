@@ -69,6 +69,15 @@ bench: kube-binaries ## Benchmarks against real hosts (connection setup, API cal
 	KAMAL_E2E=1 go test -count=1 -run '^$$' -bench 'Connect|Engine' -benchtime 20x ./test/e2e/ -timeout 30m
 	KAMAL_E2E=1 go test -count=1 -run '^$$' -bench 'SteadyState|Deployment|PluginBuild' -benchtime 1x ./test/e2e/ -timeout 30m
 
+SCALE_HOSTS ?= 100 1000 5000
+
+.PHONY: bench-scale
+bench-scale: kube-binaries ## Scale run on simulated hosts (SCALE_HOSTS="100 1000 5000"; SCALE_IDLE, SCALE_PLOT=docs/images/bench-scale.svg): results in bin/bench-scale, see docs/scale.md.
+	go build -o bin/fleetsim ./test/fleetsim/cmd/fleetsim
+	go build -o bin/manager ./cmd
+	go build -o bin/bench-scale/scalebench ./test/scalebench
+	SCALE_HOSTS="$(SCALE_HOSTS)" bin/bench-scale/scalebench
+
 .PHONY: kube-binaries
 kube-binaries: ## Build kube-apiserver, kubectl and etcd from their Go modules (cached in bin/k8s).
 	KUBE_VERSION=$(KUBE_VERSION) ETCD_VERSION=$(ETCD_VERSION) KUBE_ASSETS_DIR=$(KUBE_ASSETS) hack/build-kube-binaries.sh

@@ -1,6 +1,9 @@
 package controllers
 
 import (
+	"fmt"
+	"unicode/utf8"
+
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -31,4 +34,29 @@ func emitReadyTransition(rec events.EventRecorder, obj runtime.Object, before st
 		typ = "Warning"
 	}
 	rec.Eventf(obj, nil, typ, c.Reason, "Reconcile", "%s", c.Message)
+}
+
+// maxEventNote is the API server's limit on an event's note: a longer one is refused and the
+// event lost.
+const maxEventNote = 1024
+
+// boundedNotes cuts every event's note to what the API server accepts, so an event about many
+// hosts is recorded cut rather than dropped.
+type boundedNotes struct{ events.EventRecorder }
+
+func (b boundedNotes) Eventf(regarding, related runtime.Object, eventtype, reason, action, note string, args ...interface{}) {
+	b.EventRecorder.Eventf(regarding, related, eventtype, reason, action, "%s", cutNote(fmt.Sprintf(note, args...)))
+}
+
+// cutNote is note within maxEventNote bytes, ending in "…" when cut, on a rune boundary.
+func cutNote(note string) string {
+	if len(note) <= maxEventNote {
+		return note
+	}
+	const more = "…"
+	n := maxEventNote - len(more)
+	for n > 0 && !utf8.RuneStart(note[n]) {
+		n--
+	}
+	return note[:n] + more
 }

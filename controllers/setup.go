@@ -72,7 +72,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) (*fleet.Fleet, e
 	if opts.MaxConcurrentDials >= 0 {
 		hosts.Pool.MaxConcurrentDials = orDefault(opts.MaxConcurrentDials, remote.DefaultMaxConcurrentDials)
 	}
-	rec := mgr.GetEventRecorder(EventSource)
+	rec := boundedNotes{mgr.GetEventRecorder(EventSource)}
 	// One client for the three: Secrets and ConfigMaps read once per change, not per reconcile.
 	c := newRefClient(mgr.GetClient(), mgr.GetCache(), mgr.GetAPIReader())
 	images := privateImages{c: c, fresh: mgr.GetAPIReader(), namespace: opts.namespace()}

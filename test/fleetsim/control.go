@@ -15,6 +15,7 @@ import (
 //	GET  /calls[?host=N]                 call counts by template, of the fleet or of host N
 //	POST /calls/reset                    forget every host's call counts
 //	GET  /unknown                        calls the simulator could not answer (must stay empty)
+//	GET  /conns                          SSH connections open now and established since the start
 //	GET  /delays                         the delays
 //	PUT  /delays                         {"pull":"2s","start":"100ms","health":"1s"} (Go durations; absent fields stay)
 //	PUT  /faults?hosts=0-9,12            {"refuse":true,"slow":"200ms","engineDown":false} on those hosts (all when absent)
@@ -45,6 +46,10 @@ func (f *Fleet) ControlHandler(control string) http.Handler {
 	})
 	mux.HandleFunc("GET /unknown", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, append([]string{}, f.Unknown()...))
+	})
+	mux.HandleFunc("GET /conns", func(w http.ResponseWriter, r *http.Request) {
+		open, accepted := f.Conns()
+		writeJSON(w, http.StatusOK, map[string]int{"open": open, "accepted": accepted})
 	})
 	mux.HandleFunc("GET /delays", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, delaysJSON(f.Delays())) })
 	mux.HandleFunc("PUT /delays", func(w http.ResponseWriter, r *http.Request) {

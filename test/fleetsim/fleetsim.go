@@ -165,6 +165,18 @@ func (f *Fleet) Calls() map[string]int {
 	return out
 }
 
+// Conns says how many SSH connections are open on the fleet now, and how many were
+// established since it started (each one a dial and handshake by the controller).
+func (f *Fleet) Conns() (open, accepted int) {
+	for _, h := range f.hosts {
+		h.mu.Lock()
+		open += len(h.conns)
+		accepted += h.accepted
+		h.mu.Unlock()
+	}
+	return open, accepted
+}
+
 // Close stops every host.
 func (f *Fleet) Close() {
 	for _, h := range f.hosts {
@@ -235,6 +247,8 @@ type Host struct {
 	calls   map[string]int
 	conns   map[*ssh.ServerConn]struct{}
 	connsWG sync.WaitGroup
+	// accepted counts the SSH connections ever established (handshakes done).
+	accepted int
 }
 
 // HostKey is the host's public key in authorized_keys form.

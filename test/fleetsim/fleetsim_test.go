@@ -164,7 +164,8 @@ func TestHostAnswersTheControllersClients(t *testing.T) {
 	}
 }
 
-// Refusing hosts refuse; the fault switched off, they answer again.
+// Refusing hosts refuse; the fault switched off, they answer again. Only the connection that
+// was established counts, and it counts as open until it is closed.
 func TestRefuseFault(t *testing.T) {
 	f, signer := startFleet(t, 1, Delays{})
 	sim := f.Host(0)
@@ -180,7 +181,17 @@ func TestRefuseFault(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if open, accepted := f.Conns(); open != 1 || accepted != 1 {
+		t.Errorf("Conns() = %d open, %d established; want 1, 1", open, accepted)
+	}
 	c.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for open, _ := f.Conns(); open != 0; open, _ = f.Conns() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d connections open after the client closed its own", open)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 type netConn = net.Conn

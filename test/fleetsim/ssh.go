@@ -91,6 +91,7 @@ func (h *Host) handle(raw net.Conn, cfg *ssh.ServerConfig) {
 		return
 	}
 	h.conns[sc] = struct{}{}
+	h.accepted++
 	h.mu.Unlock()
 	defer func() {
 		h.mu.Lock()
