@@ -274,12 +274,12 @@ func chooseBuilder(ctx context.Context, c client.Reader, ns, flag string, d *kam
 		if len(labelled) == 0 && d != nil {
 			role = (&workload{Deployment: d}).primaryRole()
 			if r, ok := d.Spec.Roles[role]; ok {
-				refs, err := selectServers(ctx, c, d.Namespace, r.Servers)
+				selected, err := selectServers(ctx, c, d.Namespace, r.Servers)
 				if err != nil {
 					return buildctx.Builder{}, err
 				}
-				if len(refs) > 0 {
-					primary = refs[0]
+				if len(selected) > 0 {
+					primary = selected[0].Ref
 				}
 			}
 		}
@@ -287,9 +287,15 @@ func chooseBuilder(ctx context.Context, c client.Reader, ns, flag string, d *kam
 	return buildctx.ChooseBuilder(flag, labelled, primary, role)
 }
 
-// selectServers are the Servers sel picks for an object of objNamespace, as its status names
-// them: "name", or "namespace/name" for another namespace's.
-func selectServers(ctx context.Context, c client.Reader, objNamespace string, sel kamalv1.ServerSelector) ([]string, error) {
+// selectedServer is one Server a selector picks: its ref as status names it ("name", or
+// "namespace/name" for another namespace's) and the object as listed.
+type selectedServer struct {
+	Ref    string
+	Server *kamalv1.Server
+}
+
+// selectServers are the Servers sel picks for an object of objNamespace, in placement order.
+func selectServers(ctx context.Context, c client.Reader, objNamespace string, sel kamalv1.ServerSelector) ([]selectedServer, error) {
 	ns := objNamespace
 	if sel.Namespace != "" {
 		ns = sel.Namespace
@@ -302,12 +308,19 @@ func selectServers(ctx context.Context, c client.Reader, objNamespace string, se
 	if err != nil {
 		return nil, err
 	}
-	if ns != objNamespace {
-		for i, p := range picked {
-			picked[i] = ns + "/" + p
-		}
+	byName := map[string]*kamalv1.Server{}
+	for i := range list.Items {
+		byName[list.Items[i].Name] = &list.Items[i]
 	}
-	return picked, nil
+	out := make([]selectedServer, len(picked))
+	for i, name := range picked {
+		ref := name
+		if ns != objNamespace {
+			ref = ns + "/" + name
+		}
+		out[i] = selectedServer{Ref: ref, Server: byName[name]}
+	}
+	return out, nil
 }
 
 // deploymentArchs are the architectures of the Deployment's Servers by ref, as the controller
@@ -315,33 +328,18 @@ func selectServers(ctx context.Context, c client.Reader, objNamespace string, se
 func deploymentArchs(ctx context.Context, c client.Reader, d *kamalv1.Deployment) (map[string]string, error) {
 	archs := map[string]string{}
 	for _, r := range d.Spec.Roles {
-		refs, err := selectServers(ctx, c, d.Namespace, r.Servers)
+		selected, err := selectServers(ctx, c, d.Namespace, r.Servers)
 		if err != nil {
 			return nil, err
 		}
-		for _, ref := range refs {
-			if _, ok := archs[ref]; ok {
-				continue
-			}
-			srv := &kamalv1.Server{}
-			if err := c.Get(ctx, keyOf(d.Namespace, ref), srv); err != nil {
-				return nil, err
-			}
-			if srv.Status.Facts != nil {
-				archs[ref] = srv.Status.Facts.Architecture
-			} else {
-				archs[ref] = ""
+		for _, s := range selected {
+			archs[s.Ref] = ""
+			if f := s.Server.Status.Facts; f != nil {
+				archs[s.Ref] = f.Architecture
 			}
 		}
 	}
 	return archs, nil
-}
-
-func keyOf(objNamespace, ref string) client.ObjectKey {
-	if ns, name, ok := strings.Cut(ref, "/"); ok {
-		return client.ObjectKey{Namespace: ns, Name: name}
-	}
-	return client.ObjectKey{Namespace: objNamespace, Name: ref}
 }
 
 // buildImage streams the context to the engine's POST /build and its output to out. The

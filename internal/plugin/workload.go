@@ -97,11 +97,13 @@ func getWorkload(ctx context.Context, c client.Reader, namespace, arg string) (*
 	if d := w.Deployment; d != nil && d.Status.TargetsNotListed > 0 {
 		w.selected = map[string][]string{}
 		for role, spec := range d.Spec.Roles {
-			servers, err := selectServers(ctx, c, d.Namespace, spec.Servers)
+			selected, err := selectServers(ctx, c, d.Namespace, spec.Servers)
 			if err != nil {
 				return nil, err
 			}
-			w.selected[role] = servers
+			for _, sel := range selected {
+				w.selected[role] = append(w.selected[role], sel.Ref)
+			}
 		}
 	}
 	return w, nil
