@@ -230,8 +230,9 @@ func (r *AccessoryReconciler) report(_ context.Context, s *accessoryScope) (*ctr
 			pull = &refProblem{Reason: p.Reason, Message: st.Server + ": " + p.Message}
 		}
 	}
-	a.Status.Servers = s.statuses
+	a.Status.Servers, a.Status.ServersNotListed = boundAccessoryServers(s.statuses)
 	a.Status.ServersReady = fmt.Sprintf("%d/%d", ready, len(s.statuses))
+	a.Status.GuestNamespaces = guestNamespacesOf(map[string][]string{"servers": s.selected}, a.Status.GuestNamespaces, s.unreachable)
 	switch {
 	case len(s.selected) == 0:
 		// Only Servers being deleted are selected (placeAll stalls on none at all).

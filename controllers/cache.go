@@ -68,6 +68,12 @@ func ManagerOptions(o ctrl.Options, opts Options) ctrl.Options {
 			o.Cache.DefaultNamespaces[ns] = cache.Config{}
 		}
 	}
+	// Managed fields are read by no reconciler, yet they are most of a Server's metadata and
+	// every List from the cache copies them: dropping them is a third of the live heap's
+	// Server copies at 1,000 hosts.
+	if o.Cache.DefaultTransform == nil {
+		o.Cache.DefaultTransform = cache.TransformStripManagedFields()
+	}
 	if o.Cache.ByObject == nil {
 		o.Cache.ByObject = map[client.Object]cache.ByObject{}
 	}

@@ -8,6 +8,9 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
+
+	kamalv1 "github.com/kamal-operator/kamal-operator/api/v1alpha1"
 )
 
 func TestParseWatchNamespaces(t *testing.T) {
@@ -125,5 +128,22 @@ func TestContentCacheStaysWithinItsBounds(t *testing.T) {
 	c.put("Secret/ns/big", secretOf("big", "1", 9<<10))
 	if c.get("Secret/ns/big", "1", &corev1.Secret{}) {
 		t.Error("kept an object of more than an eighth of the budget")
+	}
+}
+
+// Managed fields are dropped from every cached object: no reconciler reads them, and a List
+// copies them for each Server on every pass.
+func TestManagerOptionsDropManagedFields(t *testing.T) {
+	o := ManagerOptions(ctrl.Options{}, Options{})
+	if o.Cache.DefaultTransform == nil {
+		t.Fatal("no default transform")
+	}
+	srv := &kamalv1.Server{ObjectMeta: metav1.ObjectMeta{Name: "web-1", ManagedFields: []metav1.ManagedFieldsEntry{{Manager: "kubectl"}}}}
+	out, err := o.Cache.DefaultTransform(srv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := out.(*kamalv1.Server); got.Name != "web-1" || got.ManagedFields != nil {
+		t.Errorf("got %+v", got.ObjectMeta)
 	}
 }

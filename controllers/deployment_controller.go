@@ -52,8 +52,10 @@ const (
 	deploymentResync = 10 * time.Minute
 	historyLimit     = 20
 	// rolloutPoll is the safety net while deploys run: an ending deploy wakes its Deployment
-	// at once.
+	// (within batchPassEvery).
 	rolloutPoll = 30 * time.Second
+	// batchPassEvery gathers the wakes of a running batch into one pass (see newDelayedWakes).
+	batchPassEvery = 5 * time.Second
 	// stalledRetry is the slow retry of what retrying soon cannot fix, such as an image tag not
 	// pushed yet: CI often pushes the image after the tag was applied.
 	stalledRetry = time.Minute
@@ -264,14 +266,17 @@ func (r *DeploymentReconciler) observe(ctx context.Context, s *deploymentScope) 
 	}
 	s.observed = map[string]map[string][]release.Observed{}
 	s.observedAt = time.Now()
-	for server, h := range s.hosts {
-		obs, err := observeHost(ctx, h, s.d.Namespace, s.d.Name)
-		if err != nil {
-			s.unreachable[server] = err.Error()
-			delete(s.hosts, server)
-			continue
-		}
-		s.observed[server] = obs
+	obs, errs := readHosts(sortedKeys(s.hosts), func(server string) (map[string][]release.Observed, error) {
+		rctx, cancel := context.WithTimeout(ctx, hostReadTimeout)
+		defer cancel()
+		return observeHost(rctx, s.hosts[server], s.d.Namespace, s.d.Name)
+	})
+	for server, err := range errs {
+		s.unreachable[server] = err.Error()
+		delete(s.hosts, server)
+	}
+	for server, o := range obs {
+		s.observed[server] = o
 	}
 	return nil, nil
 }
@@ -368,6 +373,7 @@ func (r *DeploymentReconciler) rolloutRole(ctx context.Context, s *deploymentSco
 	// another whose containers hash the same.
 	opID := hash + "@" + s.revision
 	dp := &deployer{d: d, recorder: r.Recorder}
+	routes, routeErrs := r.readRoutes(ctx, s, role)
 	var pending []*target
 	busy := false
 	for _, server := range s.placed[role.Name] {
@@ -413,15 +419,20 @@ func (r *DeploymentReconciler) rolloutRole(ctx context.Context, s *deploymentSco
 		}
 		t := &target{server: server, host: h, role: role, hash: hash}
 		if role.Proxy != nil {
-			rctx, cancel := context.WithTimeout(ctx, hostReadTimeout)
-			route, legacy, up, err := readRoute(rctx, h, role)
-			cancel()
+			rt, ok := routes[server]
+			err := routeErrs[server]
+			if !ok && err == nil {
+				// Its deploy ended after readRoutes looked: read it now.
+				rctx, cancel := context.WithTimeout(ctx, hostReadTimeout)
+				rt.route, rt.legacy, rt.upstream, err = readRoute(rctx, h, role)
+				cancel()
+			}
 			if err != nil {
 				s.unreachable[server] = "reading the route: " + err.Error()
 				continue
 			}
-			t.route, t.legacy, t.upstream = route, legacy, up
-			t.routed, _, _ = strings.Cut(up, ":")
+			t.route, t.legacy, t.upstream = rt.route, rt.legacy, rt.upstream
+			t.routed, _, _ = strings.Cut(rt.upstream, ":")
 		}
 		t.plan = release.PlanTarget(hash, role.ContainerName(hash, false), s.observed[server][role.Name], role.Proxy != nil, t.routed, int(d.Spec.RetainContainers))
 		if t.plan.Converged {
@@ -455,6 +466,37 @@ func (r *DeploymentReconciler) rolloutRole(ctx context.Context, s *deploymentSco
 		s.steps[targetKey(role.Name, t.server)] = stepPulling
 	}
 	return true, nil
+}
+
+// readRoutes reads, in parallel, the role's route on each of its hosts that may need planning
+// this pass: those with a host and no deploy running (a running deploy owns its route).
+func (r *DeploymentReconciler) readRoutes(ctx context.Context, s *deploymentScope, role *release.Role) (map[string]routeRead, map[string]error) {
+	if role.Proxy == nil {
+		return nil, nil
+	}
+	var servers []string
+	for _, server := range s.placed[role.Name] {
+		if s.hosts[server] == nil {
+			continue
+		}
+		if st, ok := r.ops.Get(opKey{s.d.Namespace, s.d.Name, role.Name, server}); ok && st.Running {
+			continue
+		}
+		servers = append(servers, server)
+	}
+	return readHosts(servers, func(server string) (routeRead, error) {
+		rctx, cancel := context.WithTimeout(ctx, hostReadTimeout)
+		defer cancel()
+		route, legacy, up, err := readRoute(rctx, s.hosts[server], role)
+		return routeRead{route, legacy, up}, err
+	})
+}
+
+// routeRead is what readRoute found on one host.
+type routeRead struct {
+	route    *proxy.Route
+	legacy   bool
+	upstream string
 }
 
 // startDeploy runs one target's deploy in the background. The deploy gets its own copy of the
@@ -777,6 +819,19 @@ func isStalled(conds []metav1.Condition) bool {
 	return meta.IsStatusConditionTrue(conds, kamalv1.ConditionStalled)
 }
 
+// deploymentChanged passes what a user (or GitOps) changes on a Deployment, and not the
+// controller's own status writes: during a rollout each pass rewrites the progress message,
+// and waking on that ran passes over every host back to back instead of when a deploy ends.
+var deploymentChanged = predicate.Or[client.Object](
+	predicate.GenerationChangedPredicate{},
+	predicate.AnnotationChangedPredicate{}, // the restartedAt annotation, kubectl kamal's
+	predicate.LabelChangedPredicate{},
+	predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool {
+		return !e.ObjectNew.GetDeletionTimestamp().Equal(e.ObjectOld.GetDeletionTimestamp()) ||
+			!slices.Equal(e.ObjectNew.GetFinalizers(), e.ObjectOld.GetFinalizers())
+	}},
+)
+
 // SetupWithManager registers the controller, its watches and the docker events of its
 // containers: one that dies, stops or disappears reconciles its Deployment within seconds.
 func (r *DeploymentReconciler) SetupWithManager(mgr ctrl.Manager) error {
@@ -787,7 +842,18 @@ func (r *DeploymentReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		default:
 		}
 	}
-	r.ops = newTargetOps(ctrl.Log.WithName("deploy"), wake)
+	// While a batch runs, the end of one of its deploys (or a stop of an old container) need
+	// not pass over every host at once: the next batch waits for the whole batch. Such wakes
+	// are gathered into one pass every batchPassEvery; the batch's last end, a failure and
+	// anything outside a rollout wake at once.
+	later := newDelayedWakes(batchPassEvery, wake)
+	r.ops = newTargetOps(ctrl.Log.WithName("deploy"), func(key opKey, err error) {
+		if err != nil || key.Role == "" || r.ops.Running(key.Namespace, key.Deployment, key.Role) == 0 {
+			wake(key.Namespace, key.Deployment)
+			return
+		}
+		later.add(key.Namespace, key.Deployment)
+	})
 	r.certs = newCertOrders(wake)
 	// Deploys end with the manager: a stopped controller leaves nothing running behind.
 	if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
@@ -806,12 +872,16 @@ func (r *DeploymentReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		}
 		switch e.Message.Action {
 		case "die", "stop", "destroy", "kill", "oom", "rename", "health_status: unhealthy":
+			if r.ops.Running(ns, name, "") > 0 {
+				later.add(ns, name) // most likely a rollout stopping an old container
+				return
+			}
 			wake(ns, name)
 		}
 	})
 	c := mgr.GetClient()
 	return ctrl.NewControllerManagedBy(mgr).
-		For(&kamalv1.Deployment{}).
+		For(&kamalv1.Deployment{}, builder.WithPredicates(deploymentChanged)).
 		Watches(&kamalv1.Deployment{}, claimRivals(c)).
 		Watches(&corev1.Secret{}, referrers(c, &kamalv1.DeploymentList{}, indexSecrets), builder.OnlyMetadata).
 		Watches(&corev1.ConfigMap{}, referrers(c, &kamalv1.DeploymentList{}, indexConfigMaps), builder.OnlyMetadata).

@@ -77,16 +77,16 @@ type targetOps struct {
 	log  logr.Logger
 	base context.Context
 	stop context.CancelFunc
-	// wake reconciles a Deployment when one of its operations ends.
-	wake func(namespace, name string)
+	// ended is told when an operation ends (with its error), to reconcile its Deployment.
+	ended func(key opKey, err error)
 
 	mu  sync.Mutex
 	ops map[opKey]*targetOp
 }
 
-func newTargetOps(log logr.Logger, wake func(namespace, name string)) *targetOps {
+func newTargetOps(log logr.Logger, ended func(key opKey, err error)) *targetOps {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &targetOps{log: log, base: ctx, stop: cancel, wake: wake, ops: map[opKey]*targetOp{}}
+	return &targetOps{log: log, base: ctx, stop: cancel, ended: ended, ops: map[opKey]*targetOp{}}
 }
 
 // Start runs fn for key toward hash unless an operation for key is already running. A
@@ -125,8 +125,8 @@ func (t *targetOps) Start(key opKey, hash string, fn func(ctx context.Context, s
 		if err != nil {
 			t.log.V(1).Info("deploy ended with an error", "deployment", key.Namespace+"/"+key.Deployment, "role", key.Role, "server", key.Server, "error", err.Error())
 		}
-		if t.wake != nil {
-			t.wake(key.Namespace, key.Deployment)
+		if t.ended != nil {
+			t.ended(key, err)
 		}
 	})
 	return true

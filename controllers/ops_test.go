@@ -26,7 +26,7 @@ func waitDone(t *testing.T, ops *targetOps, key opKey) opState {
 
 func TestTargetOpsRecoverPanicsIntoErrors(t *testing.T) {
 	woken := make(chan string, 4)
-	ops := newTargetOps(logr.Discard(), func(ns, name string) { woken <- ns + "/" + name })
+	ops := newTargetOps(logr.Discard(), func(key opKey, _ error) { woken <- key.Namespace + "/" + key.Deployment })
 	defer ops.Close()
 	key := opKey{"team-a", "app", "web", "web-1"}
 	var nilMap map[string]int

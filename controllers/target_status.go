@@ -32,26 +32,40 @@ const (
 // listNotRunning); it returns the listed targets, how many were left out, and the counts by
 // role, version and state over all of them.
 func boundTargets(all []kamalv1.TargetStatus, roleOrder []string) ([]kamalv1.TargetStatus, int32, []kamalv1.TargetCount) {
-	summary := summarize(all, roleOrder)
+	listed, notListed := boundList(all, func(t *kamalv1.TargetStatus) (kamalv1.TargetState, *string) { return t.State, &t.Message })
+	return listed, notListed, summarize(all, roleOrder)
+}
+
+// boundAccessoryServers is boundTargets for an Accessory's servers.
+func boundAccessoryServers(all []kamalv1.AccessoryServerStatus) ([]kamalv1.AccessoryServerStatus, int32) {
+	return boundList(all, func(s *kamalv1.AccessoryServerStatus) (kamalv1.TargetState, *string) { return s.State, &s.Message })
+}
+
+// boundList keeps every entry while there are at most listAllTargets, else only those not
+// Running (at most listNotRunning, messages cut shorter); it returns them and how many it
+// left out. entry gives an entry's state and its message to cut.
+func boundList[T any](all []T, entry func(*T) (kamalv1.TargetState, *string)) ([]T, int32) {
 	if len(all) <= listAllTargets {
 		listed := slices.Clone(all)
 		for i := range listed {
-			listed[i].Message = truncate(listed[i].Message, targetMessageMax)
+			_, msg := entry(&listed[i])
+			*msg = truncate(*msg, targetMessageMax)
 		}
-		return listed, 0, summary
+		return listed, 0
 	}
-	var listed []kamalv1.TargetStatus
+	var listed []T
 	for _, t := range all {
-		if t.State == kamalv1.TargetRunning {
+		state, msg := entry(&t)
+		if state == kamalv1.TargetRunning {
 			continue
 		}
 		if len(listed) == listNotRunning {
 			break
 		}
-		t.Message = truncate(t.Message, boundedMessageMax)
+		*msg = truncate(*msg, boundedMessageMax)
 		listed = append(listed, t)
 	}
-	return listed, int32(len(all) - len(listed)), summary
+	return listed, int32(len(all) - len(listed))
 }
 
 // summarize counts targets by role (in roleOrder, others after by name), version and state.

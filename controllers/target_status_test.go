@@ -161,3 +161,30 @@ func TestJoinFirst(t *testing.T) {
 		t.Errorf("got %q", got)
 	}
 }
+
+// An Accessory on a large fleet lists only where it is not Running, as a Deployment does.
+func TestAccessoryServersAreBoundedOnALargeFleet(t *testing.T) {
+	long := strings.Repeat("x", 4000)
+	small := []kamalv1.AccessoryServerStatus{{Server: "a", State: kamalv1.TargetRunning}, {Server: "b", State: kamalv1.TargetFailed, Message: long}}
+	listed, notListed := boundAccessoryServers(small)
+	if len(listed) != 2 || notListed != 0 || len(listed[1].Message) > targetMessageMax || len(small[1].Message) != 4000 {
+		t.Errorf("small fleet: %d listed, %d not listed, message %d bytes (input changed: %v)", len(listed), notListed, len(listed[1].Message), len(small[1].Message) != 4000)
+	}
+	var all []kamalv1.AccessoryServerStatus
+	for i := range 3000 {
+		st := kamalv1.AccessoryServerStatus{Server: fmt.Sprintf("s-%04d", i), State: kamalv1.TargetRunning}
+		if i%20 == 0 { // 150 not Running: more than the list holds
+			st.State, st.Message = kamalv1.TargetUnreachable, long
+		}
+		all = append(all, st)
+	}
+	listed, notListed = boundAccessoryServers(all)
+	if len(listed) != listNotRunning || int(notListed)+len(listed) != 3000 {
+		t.Fatalf("%d listed, %d not listed", len(listed), notListed)
+	}
+	for _, s := range listed {
+		if s.State == kamalv1.TargetRunning || len(s.Message) > boundedMessageMax {
+			t.Fatalf("listed %s %s with a message of %d bytes", s.Server, s.State, len(s.Message))
+		}
+	}
+}

@@ -128,7 +128,8 @@ func hostOwner(ctx context.Context, c client.Reader, srv *kamalv1.Server) (*kama
 	var candidates []kamalv1.Server
 	for _, id := range tenancy.HostIdentities(srv) {
 		var l kamalv1.ServerList
-		if err := c.List(ctx, &l, client.MatchingFields{indexHostIdentity: id}); err != nil {
+		// Read only (the owner is only named): no copy of each Server on every pass.
+		if err := c.List(ctx, &l, client.MatchingFields{indexHostIdentity: id}, client.UnsafeDisableDeepCopy); err != nil {
 			return nil, "", err
 		}
 		candidates = append(candidates, l.Items...)
@@ -252,18 +253,28 @@ func deploymentGuests(ctx context.Context, c client.Reader, d *kamalv1.Deploymen
 	for _, t := range d.Status.Targets {
 		inStatus = append(inStatus, t.Server)
 	}
-	// A bounded status.targets does not name every Server: each Server of the namespaces it
-	// placed on is looked at.
-	for _, ns := range d.Status.GuestNamespaces {
+	more, err := serversOfNamespaces(ctx, c, d.Status.GuestNamespaces)
+	if err != nil {
+		return nil, err
+	}
+	return guestRefs(ctx, c, d.Namespace, selectorsOf(d), append(inStatus, more...))
+}
+
+// serversOfNamespaces are the serverRefs of every Server of namespaces: a bounded status does
+// not name every Server an object ran on, so each Server of the namespaces it placed on is
+// looked at.
+func serversOfNamespaces(ctx context.Context, c client.Reader, namespaces []string) ([]string, error) {
+	var refs []string
+	for _, ns := range namespaces {
 		var l kamalv1.ServerList
 		if err := c.List(ctx, &l, client.InNamespace(ns)); err != nil {
 			return nil, err
 		}
 		for i := range l.Items {
-			inStatus = append(inStatus, ns+"/"+l.Items[i].Name)
+			refs = append(refs, ns+"/"+l.Items[i].Name)
 		}
 	}
-	return guestRefs(ctx, c, d.Namespace, selectorsOf(d), inStatus)
+	return refs, nil
 }
 
 func accessoryGuests(ctx context.Context, c client.Reader, a *kamalv1.Accessory) ([]string, error) {
@@ -271,7 +282,11 @@ func accessoryGuests(ctx context.Context, c client.Reader, a *kamalv1.Accessory)
 	for _, s := range a.Status.Servers {
 		inStatus = append(inStatus, s.Server)
 	}
-	return guestRefs(ctx, c, a.Namespace, selectorsOf(a), inStatus)
+	more, err := serversOfNamespaces(ctx, c, a.Status.GuestNamespaces)
+	if err != nil {
+		return nil, err
+	}
+	return guestRefs(ctx, c, a.Namespace, selectorsOf(a), append(inStatus, more...))
 }
 
 // guestProblem is the GuestPolicy problem of an object placed as a guest, nil when the policy
@@ -314,7 +329,7 @@ func sameHost(c client.Client) handler.EventHandler {
 		var reqs []reconcile.Request
 		for _, id := range tenancy.HostIdentities(srv) {
 			var l kamalv1.ServerList
-			if err := c.List(ctx, &l, client.MatchingFields{indexHostIdentity: id}); err != nil {
+			if err := c.List(ctx, &l, client.MatchingFields{indexHostIdentity: id}, client.UnsafeDisableDeepCopy); err != nil { // read only
 				ctrl.LoggerFrom(ctx).Error(err, "listing the Servers of a host")
 				return nil
 			}

@@ -2,12 +2,12 @@ package controllers
 
 import "time"
 
-// Defaults of Options' worker counts and resync periods. One Server controller worker
-// suffices while each reconcile of a connected host is a few quick Engine API calls; raise it
-// for fleets whose hosts connect slowly.
+// Defaults of Options' worker counts and resync periods. A Server's first reconcile waits on
+// its host (the dial, the proxy's pull and start, its health): one slow host must not hold up
+// the others, and 1,000 new Servers through one worker take most of an hour (docs/scale.md).
 const (
 	DefaultDeploymentWorkers = 4
-	DefaultServerWorkers     = 1
+	DefaultServerWorkers     = 16
 	DefaultAccessoryWorkers  = 4
 	DefaultDeploymentResync  = deploymentResync
 	DefaultServerResync      = serverResync

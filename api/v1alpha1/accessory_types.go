@@ -201,11 +201,23 @@ type AccessoryStatus struct {
 	// +optional
 	ServersReady string `json:"serversReady,omitempty"`
 
-	// Servers is the accessory on each server.
+	// Servers is the accessory on each server: all of them up to 100 servers, beyond that only
+	// those where it is not Running (at most 100), so that status stays small on any fleet.
 	// +optional
 	// +listType=map
 	// +listMapKey=server
 	Servers []AccessoryServerStatus `json:"servers,omitempty"`
+
+	// ServersNotListed counts the servers left out of servers (0 when it lists them all).
+	// +optional
+	ServersNotListed int32 `json:"serversNotListed,omitempty"`
+
+	// GuestNamespaces are the namespaces of Servers of other namespaces the accessory runs on,
+	// or ran on and may still have a container on: their Servers are looked at for containers
+	// to remove, which servers alone may not name once it is bounded.
+	// +optional
+	// +listType=set
+	GuestNamespaces []string `json:"guestNamespaces,omitempty"`
 }
 
 // Accessory is a service next to the app, such as a database: Kamal's accessory.

@@ -477,6 +477,9 @@ func accessoryTree(a *kamalv1.Accessory) *treeNode {
 			info: joinInfo(s.Container, s.Message),
 		})
 	}
+	if n := a.Status.ServersNotListed; n > 0 {
+		root.children = append(root.children, &treeNode{name: fmt.Sprintf("… %d more", n), info: "not listed (Running)"})
+	}
 	return root
 }
 

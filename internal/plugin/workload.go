@@ -19,8 +19,8 @@ import (
 type workload struct {
 	Deployment *kamalv1.Deployment
 	Accessory  *kamalv1.Accessory
-	// selected are the Servers each role selects, read when the Deployment's status lists
-	// only some of its targets (a large fleet): where it runs is then more than the list.
+	// selected are the Servers each role (for an Accessory, role "") selects, read when the
+	// status lists only some of them (a large fleet): where it runs is then more than the list.
 	selected map[string][]string
 }
 
@@ -94,15 +94,25 @@ func getWorkload(ctx context.Context, c client.Reader, namespace, arg string) (*
 	case w.Deployment == nil && w.Accessory == nil:
 		return nil, fmt.Errorf("no Accessory %q in namespace %s", name, namespace)
 	}
-	if d := w.Deployment; d != nil && d.Status.TargetsNotListed > 0 {
+	var selections map[string]kamalv1.ServerSelector
+	switch {
+	case w.Deployment != nil && w.Deployment.Status.TargetsNotListed > 0:
+		selections = map[string]kamalv1.ServerSelector{}
+		for role, spec := range w.Deployment.Spec.Roles {
+			selections[role] = spec.Servers
+		}
+	case w.Accessory != nil && w.Accessory.Status.ServersNotListed > 0:
+		selections = map[string]kamalv1.ServerSelector{"": w.Accessory.Spec.Servers}
+	}
+	if selections != nil {
 		w.selected = map[string][]string{}
-		for role, spec := range d.Spec.Roles {
-			selected, err := selectServers(ctx, c, d.Namespace, spec.Servers)
+		for role, sel := range selections {
+			selected, err := selectServers(ctx, c, namespace, sel)
 			if err != nil {
 				return nil, err
 			}
-			for _, sel := range selected {
-				w.selected[role] = append(w.selected[role], sel.Ref)
+			for _, s := range selected {
+				w.selected[role] = append(w.selected[role], s.Ref)
 			}
 		}
 	}
@@ -172,8 +182,12 @@ func (w *workload) placements(role, server string) ([]placement, error) {
 		if role != "" {
 			return nil, fmt.Errorf("%s has no roles: --role applies to Deployments", w)
 		}
+		servers := []string{}
 		for _, s := range w.Accessory.Status.Servers {
-			p := placement{Server: s.Server}
+			servers = append(servers, s.Server)
+		}
+		for _, s := range append(servers, w.selected[""]...) {
+			p := placement{Server: s}
 			if !seen[p] {
 				seen[p] = true
 				all = append(all, p)

@@ -28,3 +28,23 @@ func TestPlacementsOfACappedStatus(t *testing.T) {
 		t.Errorf("placements on web-9 = %v, %v", got, err)
 	}
 }
+
+// An Accessory whose status lists only the servers where it is not Running still runs on every
+// Server it selects.
+func TestPlacementsOfACappedAccessory(t *testing.T) {
+	a := &kamalv1.Accessory{}
+	a.Name, a.Namespace = "db", "ns"
+	a.Status.Servers = []kamalv1.AccessoryServerStatus{{Server: "s-7", State: kamalv1.TargetFailed}}
+	a.Status.ServersNotListed = 2
+	w := &workload{Accessory: a, selected: map[string][]string{"": {"s-1", "s-7", "s-9"}}}
+	got, err := w.placements("", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []placement{{Server: "s-7"}, {Server: "s-1"}, {Server: "s-9"}}; !reflect.DeepEqual(got, want) {
+		t.Errorf("placements = %v, want %v", got, want)
+	}
+	if got, err := w.placements("", "s-9"); err != nil || len(got) != 1 {
+		t.Errorf("placements on s-9 = %v, %v", got, err)
+	}
+}
