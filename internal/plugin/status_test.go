@@ -233,3 +233,24 @@ Events:
 		t.Errorf("got:\n%s\nwant:\n%s", got, want)
 	}
 }
+
+// An Accessory on a large fleet lists where it is not Running and counts the rest.
+func TestStatusOfACappedAccessory(t *testing.T) {
+	a := &kamalv1.Accessory{
+		ObjectMeta: metav1.ObjectMeta{Name: "vector", Namespace: "ops", Generation: 1},
+		Spec:       kamalv1.AccessorySpec{Image: "timberio/vector:0.40"},
+		Status: kamalv1.AccessoryStatus{
+			CommonStatus: kamalv1.CommonStatus{ObservedGeneration: 1},
+			Image:        "timberio/vector:0.40", ServersReady: "1499/1500", ServersNotListed: 1499,
+			Servers: []kamalv1.AccessoryServerStatus{{Server: "web-0007", State: "Unreachable", Message: "dial tcp 10.0.0.7:22: i/o timeout"}},
+		},
+	}
+	got := accessoryTree(a)
+	if len(got.children) != 2 || got.children[0].name != "□ web-0007" || got.children[1].name != "… 1499 more" {
+		var names []string
+		for _, c := range got.children {
+			names = append(names, c.name)
+		}
+		t.Errorf("tree children %q", names)
+	}
+}

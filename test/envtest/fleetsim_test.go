@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/netip"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -21,12 +22,14 @@ import (
 	"github.com/kamal-operator/kamal-operator/test/fleetsim"
 )
 
-// simHosts is the size of the simulated fleet of TestSimulatedFleet.
-const simHosts = 50
+// simHosts is the size of the simulated fleet of TestSimulatedFleet: more than a status lists
+// in full (100 targets), so the bounded status is what it checks.
+const simHosts = 120
 
-// TestSimulatedFleet runs the controllers against 50 simulated hosts (test/fleetsim): every
+// TestSimulatedFleet runs the controllers against 120 simulated hosts (test/fleetsim): every
 // Server Ready, a Deployment on all of them Ready, then an image change rolled out in batches
-// of 25% converges; the simulator must have answered every call.
+// of 25% converges, with a bounded status that counts every target; the simulator must have
+// answered every call.
 func TestSimulatedFleet(t *testing.T) {
 	ctx := context.Background()
 	ns := newNamespace(t)
@@ -73,7 +76,7 @@ func TestSimulatedFleet(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	eventually(t, 30*time.Second, func() error {
+	eventually(t, 60*time.Second, func() error {
 		var list kamalv1.ServerList
 		if err := k8s.List(ctx, &list, client.InNamespace(ns)); err != nil {
 			return err
@@ -137,6 +140,9 @@ func TestSimulatedFleet(t *testing.T) {
 		}
 	}
 	b, _ := json.Marshal(d.Status)
+	if len(b) > 4<<10 {
+		t.Errorf("the Deployment's status is %d bytes on %d hosts, want it bounded (< 4 KiB)", len(b), simHosts)
+	}
 	t.Logf("Deployment status: %d bytes, %d targets listed; calls: %s", len(b), len(d.Status.Targets), callSummary(sim.Calls()))
 }
 
@@ -166,7 +172,7 @@ func deleteSimObjects(t *testing.T, ns string) {
 func waitSimDeployed(t *testing.T, d *kamalv1.Deployment, sim *fleetsim.Fleet, version string) {
 	t.Helper()
 	routeID := release.RouteID(d.Namespace, d.Name, "web")
-	eventually(t, 40*time.Second, func() error {
+	eventually(t, 60*time.Second, func() error {
 		if err := k8s.Get(context.Background(), client.ObjectKeyFromObject(d), d); err != nil {
 			return err
 		}
@@ -176,6 +182,11 @@ func waitSimDeployed(t *testing.T, d *kamalv1.Deployment, sim *fleetsim.Fleet, v
 		}
 		if d.Status.ServersReady != fmt.Sprintf("%d/%d", simHosts, simHosts) || d.Status.Version != version {
 			return fmt.Errorf("servers ready %s, version %q", d.Status.ServersReady, d.Status.Version)
+		}
+		// Bounded: no Running target listed, all of them counted.
+		want := []kamalv1.TargetCount{{Role: "web", Version: version, State: kamalv1.TargetRunning, Count: simHosts}}
+		if len(d.Status.Targets) != 0 || d.Status.TargetsNotListed != simHosts || !slices.Equal(d.Status.Summary, want) {
+			return fmt.Errorf("status lists %d targets, %d not listed, summary %+v", len(d.Status.Targets), d.Status.TargetsNotListed, d.Status.Summary)
 		}
 		for _, h := range sim.Hosts() {
 			up := h.Routes()[routeID]
