@@ -2,7 +2,6 @@ package controllers
 
 import (
 	"fmt"
-	"unicode/utf8"
 
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -45,18 +44,5 @@ const maxEventNote = 1024
 type boundedNotes struct{ events.EventRecorder }
 
 func (b boundedNotes) Eventf(regarding, related runtime.Object, eventtype, reason, action, note string, args ...interface{}) {
-	b.EventRecorder.Eventf(regarding, related, eventtype, reason, action, "%s", cutNote(fmt.Sprintf(note, args...)))
-}
-
-// cutNote is note within maxEventNote bytes, ending in "…" when cut, on a rune boundary.
-func cutNote(note string) string {
-	if len(note) <= maxEventNote {
-		return note
-	}
-	const more = "…"
-	n := maxEventNote - len(more)
-	for n > 0 && !utf8.RuneStart(note[n]) {
-		n--
-	}
-	return note[:n] + more
+	b.EventRecorder.Eventf(regarding, related, eventtype, reason, action, "%s", truncate(fmt.Sprintf(note, args...), maxEventNote))
 }
