@@ -373,8 +373,7 @@ func (r *DeploymentReconciler) rolloutRole(ctx context.Context, s *deploymentSco
 	// another whose containers hash the same.
 	opID := hash + "@" + s.revision
 	dp := &deployer{d: d, recorder: r.Recorder}
-	routes, routeErrs := r.readRoutes(ctx, s, role)
-	var pending []*target
+	var toPlan, pending []*target
 	busy := false
 	for _, server := range s.placed[role.Name] {
 		h := s.hosts[server]
@@ -417,24 +416,10 @@ func (r *DeploymentReconciler) rolloutRole(ctx context.Context, s *deploymentSco
 			}
 			r.ops.Forget(key)
 		}
-		t := &target{server: server, host: h, role: role, hash: hash}
-		if role.Proxy != nil {
-			rt, ok := routes[server]
-			err := routeErrs[server]
-			if !ok && err == nil {
-				// Its deploy ended after readRoutes looked: read it now.
-				rctx, cancel := context.WithTimeout(ctx, hostReadTimeout)
-				rt.route, rt.legacy, rt.upstream, err = readRoute(rctx, h, role)
-				cancel()
-			}
-			if err != nil {
-				s.unreachable[server] = "reading the route: " + err.Error()
-				continue
-			}
-			t.route, t.legacy, t.upstream = rt.route, rt.legacy, rt.upstream
-			t.routed, _, _ = strings.Cut(rt.upstream, ":")
-		}
-		t.plan = release.PlanTarget(hash, role.ContainerName(hash, false), s.observed[server][role.Name], role.Proxy != nil, t.routed, int(d.Spec.RetainContainers))
+		toPlan = append(toPlan, &target{server: server, host: h, role: role, hash: hash})
+	}
+	for _, t := range readRoutes(ctx, s, role, toPlan) {
+		t.plan = release.PlanTarget(hash, role.ContainerName(hash, false), s.observed[t.server][role.Name], role.Proxy != nil, t.routed, int(d.Spec.RetainContainers))
 		if t.plan.Converged {
 			wctx, cancel := context.WithTimeout(ctx, hostWriteTimeout)
 			err := dp.converged(wctx, t)
@@ -468,35 +453,35 @@ func (r *DeploymentReconciler) rolloutRole(ctx context.Context, s *deploymentSco
 	return true, nil
 }
 
-// readRoutes reads, in parallel, the role's route on each of its hosts that may need planning
-// this pass: those with a host and no deploy running (a running deploy owns its route).
-func (r *DeploymentReconciler) readRoutes(ctx context.Context, s *deploymentScope, role *release.Role) (map[string]routeRead, map[string]error) {
+// readRoutes reads the role's route on the hosts of ts (32 at a time, see readHosts) into each
+// target, and returns the targets whose route it read; the others' hosts are reported
+// unreachable. A role without the proxy has no route to read.
+func readRoutes(ctx context.Context, s *deploymentScope, role *release.Role, ts []*target) []*target {
 	if role.Proxy == nil {
-		return nil, nil
+		return ts
 	}
-	var servers []string
-	for _, server := range s.placed[role.Name] {
-		if s.hosts[server] == nil {
-			continue
-		}
-		if st, ok := r.ops.Get(opKey{s.d.Namespace, s.d.Name, role.Name, server}); ok && st.Running {
-			continue
-		}
-		servers = append(servers, server)
+	byServer := make(map[string]*target, len(ts))
+	for _, t := range ts {
+		byServer[t.server] = t
 	}
-	return readHosts(servers, func(server string) (routeRead, error) {
+	_, errs := readHosts(sortedKeys(byServer), func(server string) (struct{}, error) {
+		t := byServer[server] // each read writes only its own target
 		rctx, cancel := context.WithTimeout(ctx, hostReadTimeout)
 		defer cancel()
-		route, legacy, up, err := readRoute(rctx, s.hosts[server], role)
-		return routeRead{route, legacy, up}, err
+		var err error
+		t.route, t.legacy, t.upstream, err = readRoute(rctx, t.host, role)
+		t.routed, _, _ = strings.Cut(t.upstream, ":")
+		return struct{}{}, err
 	})
-}
-
-// routeRead is what readRoute found on one host.
-type routeRead struct {
-	route    *proxy.Route
-	legacy   bool
-	upstream string
+	read := ts[:0:0]
+	for _, t := range ts {
+		if err := errs[t.server]; err != nil {
+			s.unreachable[t.server] = "reading the route: " + err.Error()
+			continue
+		}
+		read = append(read, t)
+	}
+	return read
 }
 
 // startDeploy runs one target's deploy in the background. The deploy gets its own copy of the
