@@ -14,7 +14,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/intstr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	kamalv1 "github.com/kamal-operator/kamal-operator/api/v1alpha1"
@@ -64,15 +63,7 @@ func TestSimulatedFleet(t *testing.T) {
 
 	t0 := time.Now()
 	for _, h := range sim.Hosts() {
-		s := &kamalv1.Server{
-			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: h.Name, Labels: map[string]string{"fleet": "sim"}},
-			Spec: kamalv1.ServerSpec{
-				Address: h.Address.String(), Port: int32(h.Port), User: "root",
-				SSHKeySecretRef: corev1.LocalObjectReference{Name: key.Name},
-				KnownHosts:      []string{h.HostKey()},
-			},
-		}
-		if err := k8s.Create(ctx, s); err != nil {
+		if err := k8s.Create(ctx, fleetsim.ServerObject(ns, h.Name, h.Address.String(), h.Port, h.HostKey(), key.Name)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -94,26 +85,12 @@ func TestSimulatedFleet(t *testing.T) {
 	})
 	t.Logf("%d Servers Ready in %s", simHosts, time.Since(t0).Round(time.Millisecond))
 
-	pct := intstr.FromString("25%")
-	d := &kamalv1.Deployment{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "simapp"},
-		Spec: kamalv1.DeploymentSpec{
-			Image: "registry.sim.test/simapp:v1",
-			Roles: map[string]kamalv1.Role{
-				"web": {Servers: kamalv1.ServerSelector{Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"fleet": "sim"}}}},
-			},
-			Proxy: &kamalv1.Proxy{
-				Hosts:       []string{"simapp.test"},
-				Healthcheck: &kamalv1.ProxyHealthcheck{Interval: &metav1.Duration{Duration: 100 * time.Millisecond}},
-			},
-			Rollout: kamalv1.Rollout{
-				MaxParallel:   &pct,
-				DeployTimeout: &metav1.Duration{Duration: 15 * time.Second},
-				DrainTimeout:  &metav1.Duration{Duration: 5 * time.Second},
-				StopTimeout:   &metav1.Duration{Duration: 5 * time.Second},
-			},
-		},
-	}
+	// The simulator's short delays allow short health checks and timeouts.
+	d := fleetsim.AppDeployment(ns, "25%")
+	d.Spec.Proxy.Healthcheck = &kamalv1.ProxyHealthcheck{Interval: &metav1.Duration{Duration: 100 * time.Millisecond}}
+	d.Spec.Rollout.DeployTimeout = &metav1.Duration{Duration: 15 * time.Second}
+	d.Spec.Rollout.DrainTimeout = &metav1.Duration{Duration: 5 * time.Second}
+	d.Spec.Rollout.StopTimeout = &metav1.Duration{Duration: 5 * time.Second}
 	if err := k8s.Create(ctx, d); err != nil {
 		t.Fatal(err)
 	}
@@ -126,7 +103,7 @@ func TestSimulatedFleet(t *testing.T) {
 		if err := k8s.Get(ctx, client.ObjectKeyFromObject(d), d); err != nil {
 			return err
 		}
-		d.Spec.Image = "registry.sim.test/simapp:v2"
+		d.Spec.Image = fleetsim.AppImage("v2")
 		return k8s.Update(ctx, d)
 	})
 	waitSimDeployed(t, d, sim, "v2")

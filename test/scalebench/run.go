@@ -17,7 +17,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -261,14 +260,7 @@ func measure(ctx context.Context, cfg *config, n int, r *result, cleanups *[]fun
 		t0 := time.Now()
 		err := parallel(ctx, n, 32, func(ctx context.Context, i int) error {
 			h := st.Hosts[i]
-			return k8s.Create(ctx, &kamalv1.Server{
-				ObjectMeta: metav1.ObjectMeta{Namespace: benchNamespace, Name: h.Name, Labels: map[string]string{"fleet": "sim"}},
-				Spec: kamalv1.ServerSpec{
-					Address: h.Address, Port: int32(h.Port), User: "root",
-					SSHKeySecretRef: corev1.LocalObjectReference{Name: key.Name},
-					KnownHosts:      []string{h.HostKey},
-				},
-			})
+			return k8s.Create(ctx, fleetsim.ServerObject(benchNamespace, h.Name, h.Address, h.Port, h.HostKey, key.Name))
 		})
 		if err != nil {
 			return err
@@ -307,18 +299,7 @@ func measure(ctx context.Context, cfg *config, n int, r *result, cleanups *[]fun
 	}
 
 	// The Deployment: first deploy, then an image change.
-	pct := intstr.FromString("25%")
-	d := &kamalv1.Deployment{
-		ObjectMeta: metav1.ObjectMeta{Namespace: benchNamespace, Name: "simapp"},
-		Spec: kamalv1.DeploymentSpec{
-			Image: "registry.sim.test/simapp:v1",
-			Roles: map[string]kamalv1.Role{
-				"web": {Servers: kamalv1.ServerSelector{Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"fleet": "sim"}}}},
-			},
-			Proxy:   &kamalv1.Proxy{Hosts: []string{"simapp.test"}},
-			Rollout: kamalv1.Rollout{MaxParallel: &pct},
-		},
-	}
+	d := fleetsim.AppDeployment(benchNamespace, "25%")
 	err = phase("first deploy", func() error {
 		t0 := time.Now()
 		if err := k8s.Create(ctx, d); err != nil {
@@ -338,7 +319,7 @@ func measure(ctx context.Context, cfg *config, n int, r *result, cleanups *[]fun
 			if err := k8s.Get(ctx, client.ObjectKeyFromObject(d), d); err != nil {
 				return false, err.Error(), nil
 			}
-			d.Spec.Image = "registry.sim.test/simapp:v2"
+			d.Spec.Image = fleetsim.AppImage("v2")
 			if err := k8s.Update(ctx, d); err != nil {
 				return false, err.Error(), nil
 			}
