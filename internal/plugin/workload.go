@@ -148,6 +148,12 @@ func (w *workload) primaryRole() string {
 func (w *workload) placements(role, server string) ([]placement, error) {
 	var all []placement
 	seen := map[placement]bool{}
+	add := func(p placement) {
+		if !seen[p] {
+			seen[p] = true
+			all = append(all, p)
+		}
+	}
 	if d := w.Deployment; d != nil {
 		if role != "" {
 			if _, ok := d.Spec.Roles[role]; !ok {
@@ -157,12 +163,6 @@ func (w *workload) placements(role, server string) ([]placement, error) {
 		order := map[string]int{}
 		for i, r := range release.SortedRoles(d.Spec.Roles, w.primaryRole()) {
 			order[r] = i
-		}
-		add := func(p placement) {
-			if !seen[p] {
-				seen[p] = true
-				all = append(all, p)
-			}
 		}
 		for _, t := range d.Status.Targets {
 			add(placement{Server: t.Server, Role: t.Role})
@@ -182,16 +182,11 @@ func (w *workload) placements(role, server string) ([]placement, error) {
 		if role != "" {
 			return nil, fmt.Errorf("%s has no roles: --role applies to Deployments", w)
 		}
-		servers := []string{}
 		for _, s := range w.Accessory.Status.Servers {
-			servers = append(servers, s.Server)
+			add(placement{Server: s.Server})
 		}
-		for _, s := range append(servers, w.selected[""]...) {
-			p := placement{Server: s}
-			if !seen[p] {
-				seen[p] = true
-				all = append(all, p)
-			}
+		for _, s := range w.selected[""] {
+			add(placement{Server: s})
 		}
 	}
 	var out []placement
