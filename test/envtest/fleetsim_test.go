@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
-	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -191,20 +190,10 @@ func firstOf(list []string, n int) []string {
 
 // callSummary lists the calls by count, most first.
 func callSummary(calls map[string]int) string {
-	type kv struct {
-		k string
-		n int
-	}
-	var all []kv
-	total := 0
-	for k, n := range calls {
-		all = append(all, kv{k, n})
-		total += n
-	}
-	sort.Slice(all, func(i, j int) bool { return all[i].n > all[j].n || all[i].n == all[j].n && all[i].k < all[j].k })
-	var parts []string
-	for _, x := range all {
-		parts = append(parts, fmt.Sprintf("%s=%d", x.k, x.n))
+	total, parts := 0, []string{}
+	for _, c := range fleetsim.ByCount(calls) {
+		total += c.N
+		parts = append(parts, fmt.Sprintf("%s=%d", c.Call, c.N))
 	}
 	return fmt.Sprintf("%d in all: %s", total, strings.Join(parts, ", "))
 }

@@ -24,6 +24,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -162,6 +163,27 @@ func (f *Fleet) Calls() map[string]int {
 			out[k] += n
 		}
 	}
+	return out
+}
+
+// CallCount is how often one call template was made.
+type CallCount struct {
+	Call string
+	N    int
+}
+
+// ByCount orders call counts (as Calls returns them) most first, then by template.
+func ByCount(calls map[string]int) []CallCount {
+	out := make([]CallCount, 0, len(calls))
+	for call, n := range calls {
+		out = append(out, CallCount{call, n})
+	}
+	slices.SortFunc(out, func(a, b CallCount) int {
+		if a.N != b.N {
+			return b.N - a.N
+		}
+		return strings.Compare(a.Call, b.Call)
+	})
 	return out
 }
 

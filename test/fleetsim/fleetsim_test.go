@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -213,5 +214,13 @@ func TestEngineTemplate(t *testing.T) {
 		if got := EngineTemplate(c.method, c.path); got != c.want {
 			t.Errorf("EngineTemplate(%s %s) = %q, want %q", c.method, c.path, got, c.want)
 		}
+	}
+}
+
+func TestByCountOrdersMostFirstThenByName(t *testing.T) {
+	got := ByCount(map[string]int{"GET /info": 1, "GET /version": 3, "GET /containers/json": 3})
+	want := []CallCount{{"GET /containers/json", 3}, {"GET /version", 3}, {"GET /info", 1}}
+	if !slices.Equal(got, want) {
+		t.Errorf("ByCount = %v, want %v", got, want)
 	}
 }

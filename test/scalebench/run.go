@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -454,20 +453,12 @@ func isSignalExit(err error) bool {
 	return errors.As(err, &ee) && (ee.ExitCode() == -1 || ee.ExitCode() == 143)
 }
 
-// topCalls lists a phase's calls by count, most first.
+// topCalls lists a phase's k most frequent calls.
 func topCalls(calls map[string]int, k int) []string {
-	type kv struct {
-		k string
-		n int
-	}
-	var all []kv
-	for key, n := range calls {
-		all = append(all, kv{key, n})
-	}
-	sort.Slice(all, func(i, j int) bool { return all[i].n > all[j].n || all[i].n == all[j].n && all[i].k < all[j].k })
+	all := fleetsim.ByCount(calls)
 	var out []string
-	for _, x := range all[:min(k, len(all))] {
-		out = append(out, fmt.Sprintf("%s %d", x.k, x.n))
+	for _, c := range all[:min(k, len(all))] {
+		out = append(out, fmt.Sprintf("%s %d", c.Call, c.N))
 	}
 	return out
 }
