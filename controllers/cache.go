@@ -68,9 +68,8 @@ func ManagerOptions(o ctrl.Options, opts Options) ctrl.Options {
 			o.Cache.DefaultNamespaces[ns] = cache.Config{}
 		}
 	}
-	// Managed fields are read by no reconciler, yet they are most of a Server's metadata and
-	// every List from the cache copies them: dropping them is a third of the live heap's
-	// Server copies at 1,000 hosts.
+	// Managed fields are read by no reconciler, yet every List from the cache copies them: in
+	// a heap profile at 1,000 hosts they were 7 MB of the 16 MB that copies of Servers held.
 	if o.Cache.DefaultTransform == nil {
 		o.Cache.DefaultTransform = cache.TransformStripManagedFields()
 	}
